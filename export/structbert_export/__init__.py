@@ -1,0 +1,6 @@
+"""Export StructBERT / BERT checkpoints to ONNX and TorchScript, validate them, write Triton repositories."""
+
+from __future__ import annotations
+
+__all__ = ["__version__"]
+__version__ = "0.1.0"

@@ -1,0 +1,143 @@
+"""Write Triton models into a model repository: tokenizers, encoders (two flavours), post-processing,
+ensembles. Every config is derived from the family's spec, so names and dims follow the artifact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+from . import pbtxt
+from .specs import EncoderSpec, TensorSpec
+
+FLAVOURS = ("embedded", "native")
+DEFAULT_LENGTH_BUCKETS = (16, 32, 64, 128, 256, 384, 512)
+
+
+@dataclass
+class ServingOptions:
+    """Knobs that land in config.pbtxt; defaults fit the 2-core CPU embedded server."""
+
+    flavour: str = "embedded"
+    max_batch_size: int = 64
+    max_queue_delay_us: int = 2000
+    encoder_instances: int = 1
+    tokenizer_instances: int = 1
+    intra_op_threads: int = 0
+    max_batch_tokens: int = 16384
+    overlength: str = "truncate"
+    max_chars: int = 100_000
+    device: str = "auto"
+    trt_cache_dir: str = "/trt_cache"
+    extra: dict = field(default_factory=dict)
+
+
+def python_model_source(name: str) -> str:
+    return (resources.files("structbert_serving") / "triton_models" / f"{name}.py").read_text()
+
+
+def copy_python_model(model_dir: Path, adapter: str) -> Path:
+    version = model_dir / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    target = version / "model.py"
+    target.write_text(python_model_source(adapter))
+    return version
+
+
+def reset_model_dir(model_dir: Path) -> None:
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+
+
+def native_platform(artifact: Path) -> str:
+    return "pytorch_libtorch" if artifact.suffix == ".pt" else "onnxruntime_onnx"
+
+
+def native_tensor_names(spec: EncoderSpec, platform: str) -> dict[str, str]:
+    """Public tensor name -> the native model's name (libtorch wants ``NAME__index``)."""
+    if platform != "pytorch_libtorch":
+        return {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
+    names = {t.name: f"{t.name}__{i}" for i, t in enumerate(spec.inputs)}
+    names.update({t.name: f"{t.name}__{i}" for i, t in enumerate(spec.outputs)})
+    return names
+
+
+def _tensors(specs: tuple[TensorSpec, ...], sizes: dict[str, int], names: dict[str, str], **extra) -> list[dict]:
+    return [pbtxt.tensor(names.get(t.name, t.name), t.dtype, t.resolve(sizes), **extra) for t in specs]
+
+
+def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, precision: str,
+                   opts: ServingOptions) -> tuple[dict, dict[str, str]]:
+    """The encoder's config and the tensor-name map the ensembles must use."""
+    base = {"name": spec.triton_name, "max_batch_size": opts.max_batch_size,
+            "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us}}
+    if opts.flavour == "embedded":
+        names = {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
+        config = {
+            **base, "backend": "python",
+            # ragged: requests of different sequence lengths batch together; the model pads per chunk
+            "input": _tensors(spec.inputs, sizes, names, allow_ragged_batch=True),
+            "output": _tensors(spec.outputs, sizes, names),
+            "instance_group": [{"kind": "KIND_CPU", "count": opts.encoder_instances}],
+            "parameters": pbtxt.parameters({
+                "artifact": artifact.name, "device": opts.device, "intra_op_threads": opts.intra_op_threads,
+                "max_batch_tokens": opts.max_batch_tokens, "precision": precision,
+            }),
+        }
+        return config, names
+    platform = native_platform(artifact)
+    names = native_tensor_names(spec, platform)
+    config = {
+        **base, "platform": platform, "default_model_filename": artifact.name,
+        "input": _tensors(spec.inputs, sizes, names),
+        "output": _tensors(spec.outputs, sizes, names),
+    }
+    if precision == "int8":
+        config["instance_group"] = [{"kind": "KIND_CPU", "count": opts.encoder_instances}]
+    else:
+        config["instance_group"] = [{"kind": "KIND_GPU", "count": opts.encoder_instances}]
+    if platform == "onnxruntime_onnx" and precision == "fp32":
+        # TensorRT builds FP16 engines from the portable FP32 graph (it cannot parse ORT's fused
+        # contrib ops, which the fp16 artifact contains; that one runs on the CUDA provider).
+        shapes = {k: ",".join(f"{n}:{b}x{s}" for n in spec.input_names)
+                  for k, (b, s) in {"min": (1, 1), "opt": (16, 128), "max": (opts.max_batch_size, sizes["max_length"])}.items()}
+        trt = {"precision_mode": "FP16", "max_workspace_size_bytes": 1 << 31, "trt_engine_cache_enable": 1,
+               "trt_engine_cache_path": opts.trt_cache_dir, "trt_profile_min_shapes": shapes["min"],
+               "trt_profile_opt_shapes": shapes["opt"], "trt_profile_max_shapes": shapes["max"]}
+        config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [
+            {"name": "tensorrt", "parameters": {k: str(v) for k, v in trt.items()}}]}}
+    if platform == "pytorch_libtorch":
+        config["parameters"] = pbtxt.parameters({"INFERENCE_MODE": "true", "DISABLE_OPTIMIZED_EXECUTION": "false"})
+    return config, names
+
+
+def tokenizer_config(name: str, max_length: int, opts: ServingOptions) -> dict:
+    params = {"max_length": max_length, "overlength": opts.overlength, "max_chars": opts.max_chars}
+    if opts.flavour == "native":
+        # a native encoder batches only equal shapes: pad to a few length buckets
+        params["length_buckets"] = ",".join(str(b) for b in DEFAULT_LENGTH_BUCKETS if b < max_length) + f",{max_length}"
+    return {
+        "name": name, "backend": "python", "max_batch_size": opts.max_batch_size,
+        "input": [pbtxt.tensor("TEXT", "bytes", [1])],
+        "output": [pbtxt.tensor(n, "int64", [-1]) for n in ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")],
+        "instance_group": [{"kind": "KIND_CPU", "count": opts.tokenizer_instances}],
+        "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us // 2},
+        "parameters": pbtxt.parameters(params),
+    }
+
+
+def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict:
+    return {"model_name": model, "model_version": -1, "input_map": inputs, "output_map": outputs}
+
+
+def ensemble_config(name: str, max_batch_size: int, inputs: list[dict], outputs: list[dict],
+                    steps: list[dict]) -> dict:
+    return {"name": name, "platform": "ensemble", "max_batch_size": max_batch_size, "input": inputs,
+            "output": outputs, "ensemble_scheduling": {"step": steps}}
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False))

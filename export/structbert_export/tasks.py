@@ -1,0 +1,165 @@
+"""``structbert-triton export --task ...``: checkpoint -> validated artifact -> Triton models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import pbtxt
+from .artifacts import export_artifact
+from .checkpoint import Checkpoint, load_checkpoint, resolve_model_id
+from .modules import build_module
+from .repository import (
+    ServingOptions,
+    copy_python_model,
+    encoder_config,
+    ensemble_config,
+    reset_model_dir,
+    step,
+    tokenizer_config,
+    write_json,
+)
+from .specs import spec_for
+from .synthetic import make_bert_checkpoint
+from .tokenizer_files import write_tokenizer_json
+from .validation import validate_artifact
+
+log = logging.getLogger(__name__)
+
+TASKS = ("embedding",)
+
+
+@dataclass
+class ExportRequest:
+    task: str
+    out: Path
+    model_dir: Path | None = None
+    model_id: str | None = None
+    synthetic: str | None = None
+    precision: str = "fp32"
+    format: str = "onnx"
+    seed: int = 0
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("STRUCTBERT_TRITON_CACHE") or Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return Path(root) / "structbert-triton"
+
+
+def resolve_checkpoint(req: ExportRequest) -> Checkpoint:
+    chosen = [x for x in (req.model_dir, req.model_id, req.synthetic) if x]
+    if len(chosen) != 1:
+        raise ValueError("give exactly one of --model-dir, --model-id or --synthetic")
+    if req.model_dir:
+        return load_checkpoint(req.model_dir)
+    if req.model_id:
+        return load_checkpoint(resolve_model_id(req.model_id, cache_dir() / "hub"))
+    path = cache_dir() / "synthetic" / f"{req.task}-{req.synthetic}-seed{req.seed}"
+    if not (path / "config.json").is_file():
+        make_bert_checkpoint(path, req.synthetic, seed=req.seed, task=req.task)
+    else:
+        from .synthetic import BANNER
+        log.warning(BANNER)
+    return load_checkpoint(path)
+
+
+def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOptions) -> tuple[dict, dict[str, str]]:
+    """Export + validate the family's encoder into ``<repo>/<encoder>/1``; write its config."""
+    spec = spec_for(req.task)
+    model_dir = req.out / spec.triton_name
+    reset_model_dir(model_dir)
+    version = model_dir / "1"
+    module = build_module(req.task, checkpoint)
+    artifact = export_artifact(module, spec, checkpoint, version, req.precision, req.format)
+    report = validate_artifact(build_module(req.task, checkpoint), spec, checkpoint, artifact,
+                               precision=req.precision, fmt=req.format,
+                               report_path=version / "validation.json")
+    sizes = {"hidden": checkpoint.config.hidden_size, "max_length": checkpoint.max_seq_length}
+    config, names = encoder_config(spec, sizes, artifact, req.precision, opts)
+    if opts.flavour == "embedded":
+        copy_python_model(model_dir, "encoder")
+    pbtxt.write(model_dir, config)
+    write_json(version / "export.json", {
+        "task": req.task, "source": str(checkpoint.path), "synthetic": bool(req.synthetic),
+        "precision": req.precision, "format": req.format, "flavour": opts.flavour,
+        "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
+        "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
+                       "min_cosine": report.min_cosine},
+        "serving": asdict(opts),
+    })
+    return sizes, names
+
+
+def export_tokenizer(name: str, checkpoint: Checkpoint, out: Path, opts: ServingOptions) -> None:
+    model_dir = out / name
+    reset_model_dir(model_dir)
+    version = copy_python_model(model_dir, "tokenizer")
+    write_tokenizer_json(checkpoint, version / "tokenizer.json")
+    pbtxt.write(model_dir, tokenizer_config(name, checkpoint.max_seq_length, opts))
+
+
+def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
+    """tokenizer + encoder (+ mean pooling in the graph) + cosine; ensembles text_embedding and
+    sentence_similarity."""
+    checkpoint = resolve_checkpoint(req)
+    sizes, names = export_encoder(req, checkpoint, opts)
+    hidden = sizes["hidden"]
+    export_tokenizer("embedding_tokenizer", checkpoint, req.out, opts)
+
+    cosine_dir = req.out / "cosine_similarity"
+    reset_model_dir(cosine_dir)
+    copy_python_model(cosine_dir, "cosine")
+    pbtxt.write(cosine_dir, {
+        "name": "cosine_similarity", "backend": "python", "max_batch_size": opts.max_batch_size,
+        "input": [pbtxt.tensor("EMBEDDING_A", "float32", [hidden]), pbtxt.tensor("EMBEDDING_B", "float32", [hidden])],
+        "output": [pbtxt.tensor("SCORE", "float32", [1])],
+        "instance_group": [{"kind": "KIND_CPU", "count": 1}],
+        "dynamic_batching": {"max_queue_delay_microseconds": 500},
+    })
+
+    tokens = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
+
+    def encode_steps(text: str, suffix: str, embedding: str) -> list[dict]:
+        return [
+            step("embedding_tokenizer", {"TEXT": text}, {t: f"{t.lower()}{suffix}" for t in tokens}),
+            step("embedding_encoder", {names[t]: f"{t.lower()}{suffix}" for t in tokens},
+                 {names["EMBEDDING"]: embedding}),
+        ]
+
+    mbs = opts.max_batch_size
+    pbtxt.write(req.out / "text_embedding", ensemble_config(
+        "text_embedding", mbs, [pbtxt.tensor("TEXT", "bytes", [1])],
+        [pbtxt.tensor("EMBEDDING", "float32", [hidden])], encode_steps("TEXT", "", "EMBEDDING")))
+    (req.out / "text_embedding" / "1").mkdir(exist_ok=True)
+    pbtxt.write(req.out / "sentence_similarity", ensemble_config(
+        "sentence_similarity", mbs,
+        [pbtxt.tensor("TEXT_A", "bytes", [1]), pbtxt.tensor("TEXT_B", "bytes", [1])],
+        [pbtxt.tensor("SCORE", "float32", [1])],
+        [*encode_steps("TEXT_A", "_a", "embedding_a"), *encode_steps("TEXT_B", "_b", "embedding_b"),
+         step("cosine_similarity", {"EMBEDDING_A": "embedding_a", "EMBEDDING_B": "embedding_b"},
+              {"SCORE": "SCORE"})]))
+    (req.out / "sentence_similarity" / "1").mkdir(exist_ok=True)
+    models = ["embedding_tokenizer", "embedding_encoder", "cosine_similarity", "text_embedding",
+              "sentence_similarity"]
+    log.info("wrote %s to %s", ", ".join(models), req.out)
+    return models
+
+
+EXPORTERS = {"embedding": export_embedding}
+
+
+def run_export(req: ExportRequest, opts: ServingOptions | None = None) -> list[str]:
+    if req.task not in EXPORTERS:
+        raise ValueError(f"unknown task {req.task!r}; choose one of {', '.join(EXPORTERS)}")
+    req.out = Path(req.out).resolve()
+    req.out.mkdir(parents=True, exist_ok=True)
+    models = EXPORTERS[req.task](req, opts or ServingOptions())
+    manifest = req.out / "structbert_manifest.json"
+    data = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    data[req.task] = {"models": models, "precision": req.precision, "format": req.format,
+                      "flavour": (opts or ServingOptions()).flavour}
+    manifest.write_text(json.dumps(data, indent=2))
+    return models

@@ -1,0 +1,92 @@
+"""Run exported encoder artifacts (ONNX through ONNX Runtime, or TorchScript) on numpy feeds.
+
+Export's validation and the served Python-backend encoder both use :func:`load_runner`, so the code
+path that is validated is the one that serves.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class Runner(Protocol):
+    output_names: list[str]
+    device: str
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
+
+
+def _want_cuda(device: str) -> bool:
+    return device in ("auto", "cuda") and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1")
+
+
+class OrtRunner:
+    def __init__(self, path: Path, *, device: str = "auto", intra_op_threads: int = 0):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads > 0:
+            options.intra_op_num_threads = intra_op_threads
+        options.log_severity_level = 3
+        providers = ["CPUExecutionProvider"]
+        if _want_cuda(device) and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+        if device == "cuda" and self.device != "cuda":
+            raise RuntimeError(f"{path}: device=cuda asked for, but ONNX Runtime has no working CUDA provider")
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {k: feeds[k] for k in self.input_names})
+        return dict(zip(self.output_names, outputs))
+
+
+class TorchScriptRunner:
+    def __init__(self, path: Path, *, input_names: list[str], output_names: list[str], device: str = "auto",
+                 intra_op_threads: int = 0):
+        import torch
+
+        if intra_op_threads > 0:
+            torch.set_num_threads(intra_op_threads)
+        use_cuda = _want_cuda(device) and torch.cuda.is_available()
+        if device == "cuda" and not use_cuda:
+            raise RuntimeError(f"{path}: device=cuda asked for, but torch sees no GPU")
+        self.device = "cuda" if use_cuda else "cpu"
+        self._torch = torch
+        self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        self.input_names = list(input_names)
+        self.output_names = list(output_names)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        torch = self._torch
+        args = [torch.from_numpy(np.ascontiguousarray(feeds[n])).to(self.device) for n in self.input_names]
+        with torch.inference_mode():
+            out = self.module(*args)
+        if not isinstance(out, (tuple, list)):
+            out = (out,)
+        return {n: t.float().cpu().numpy() for n, t in zip(self.output_names, out)}
+
+
+def load_runner(path: str | Path, *, input_names: list[str], output_names: list[str], device: str = "auto",
+                intra_op_threads: int = 0) -> Runner:
+    """A runner for ``model.onnx`` or ``model.pt``, chosen by the file's suffix."""
+    path = Path(path)
+    if path.suffix == ".onnx":
+        runner = OrtRunner(path, device=device, intra_op_threads=intra_op_threads)
+        if sorted(runner.output_names) != sorted(output_names):
+            raise RuntimeError(f"{path}: outputs {runner.output_names}, expected {output_names}")
+        return runner
+    if path.suffix == ".pt":
+        return TorchScriptRunner(path, input_names=input_names, output_names=output_names, device=device,
+                                 intra_op_threads=intra_op_threads)
+    raise ValueError(f"{path}: unknown artifact type (expected .onnx or .pt)")

@@ -1,0 +1,102 @@
+"""Fast WordPiece tokenisation (Rust ``tokenizers``) with the server's truncation policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from .errors import InputError
+
+OVERLENGTH_POLICIES = ("truncate", "reject")
+
+
+@dataclass
+class Batch:
+    """Token tensors for one request, right-padded to the request's longest (or bucketed) length."""
+
+    input_ids: np.ndarray
+    attention_mask: np.ndarray
+    token_type_ids: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.attention_mask.sum(axis=1)
+
+
+def bucket_length(length: int, buckets: Sequence[int]) -> int:
+    """The smallest bucket that holds ``length`` (the length itself when no bucket does)."""
+    for bucket in buckets:
+        if length <= bucket:
+            return bucket
+    return length
+
+
+class TextTokenizer:
+    """Wraps a ``tokenizer.json``: single sequences, ``[CLS] text [SEP]``, token type 0.
+
+    ``overlength="truncate"`` cuts texts to ``max_length`` tokens (the default, like ModelScope);
+    ``"reject"`` turns an over-long text into an :class:`InputError` instead.
+    """
+
+    def __init__(self, path: str | Path, *, max_length: int, overlength: str = "truncate",
+                 length_buckets: Sequence[int] = ()):
+        if overlength not in OVERLENGTH_POLICIES:
+            raise ValueError(f"overlength must be one of {OVERLENGTH_POLICIES}, not {overlength!r}")
+        self.max_length = int(max_length)
+        self.overlength = overlength
+        self.length_buckets = sorted(int(b) for b in length_buckets if int(b) <= self.max_length)
+        self._tokenizer = Tokenizer.from_file(str(path))
+        self._tokenizer.no_padding()
+        if overlength == "truncate":
+            self._tokenizer.enable_truncation(self.max_length)
+        else:
+            self._tokenizer.no_truncation()
+        self.pad_id = self._tokenizer.token_to_id("[PAD]") or 0
+
+    def encode(self, texts: Sequence[str], name: str = "TEXT") -> Batch:
+        result = self.encode_many([texts], name)[0]
+        if isinstance(result, InputError):
+            raise result
+        return result
+
+    def encode_many(self, groups: Sequence[Sequence[str]], name: str = "TEXT") -> list[Batch | InputError]:
+        """Tokenise the texts of many requests in one call; a bad text fails only its own request."""
+        flat = [text for group in groups for text in group]
+        encodings = self._tokenizer.encode_batch(flat) if flat else []
+        results: list[Batch | InputError] = []
+        start = 0
+        for group in groups:
+            chunk = encodings[start : start + len(group)]
+            start += len(group)
+            try:
+                results.append(self._check_and_pad(chunk, name))
+            except InputError as exc:
+                results.append(exc)
+        return results
+
+    def _check_and_pad(self, encodings, name: str) -> Batch:
+        for i, enc in enumerate(encodings):
+            if len(enc.ids) > self.max_length:
+                raise InputError(
+                    f"{name}[{i}] is {len(enc.ids)} tokens long; this model takes at most {self.max_length} "
+                    "and the server is set to reject (not truncate) over-long texts"
+                )
+            if len(enc.ids) <= 2:
+                raise InputError(f"{name}[{i}] has no tokens left after normalisation; send visible text")
+        return self.pad([enc.ids for enc in encodings], [enc.type_ids for enc in encodings])
+
+    def pad(self, ids: Sequence[Sequence[int]], type_ids: Sequence[Sequence[int]]) -> Batch:
+        longest = max(len(row) for row in ids)
+        width = bucket_length(longest, self.length_buckets)
+        out_ids = np.full((len(ids), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        types = np.zeros((len(ids), width), dtype=np.int64)
+        for row, (tok, typ) in enumerate(zip(ids, type_ids)):
+            out_ids[row, : len(tok)] = tok
+            mask[row, : len(tok)] = 1
+            types[row, : len(typ)] = typ
+        return Batch(out_ids, mask, types)

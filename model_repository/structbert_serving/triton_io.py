@@ -1,0 +1,70 @@
+"""Helpers shared by the Python-backend adapters. Importable only inside Triton's Python stub."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from .errors import InputError
+
+log = logging.getLogger("structbert_serving")
+
+
+def model_config(args: dict) -> dict:
+    return json.loads(args["model_config"])
+
+
+def version_dir(args: dict) -> Path:
+    return Path(args["model_repository"]) / str(args["model_version"])
+
+
+def output_dtypes(config: dict) -> dict[str, Any]:
+    return {o["name"]: pb_utils.triton_string_to_numpy(o["data_type"]) for o in config["output"]}
+
+
+def input_array(request, name: str, *, required: bool = True) -> np.ndarray | None:
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        if required:
+            raise InputError(f"input {name} is missing")
+        return None
+    return tensor.as_numpy()
+
+
+def error_response(exc: Exception):
+    if isinstance(exc, InputError):
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+    log.exception("internal error", exc_info=exc)
+    return pb_utils.InferenceResponse(
+        error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
+    )
+
+
+def responses(results: Sequence[dict[str, np.ndarray] | Exception], dtypes: dict[str, Any]) -> list:
+    """One response per request, in order: tensors for results, an error for exceptions."""
+    out = []
+    for result in results:
+        if isinstance(result, Exception):
+            out.append(error_response(result))
+        else:
+            tensors = [pb_utils.Tensor(name, np.ascontiguousarray(value, dtype=dtypes[name]))
+                       for name, value in result.items()]
+            out.append(pb_utils.InferenceResponse(output_tensors=tensors))
+    return out
+
+
+def per_request(requests: Sequence, handle: Callable[[Any], dict[str, np.ndarray]]) -> list:
+    """Run ``handle`` on each request; its exceptions become that request's error only."""
+    results: list[dict[str, np.ndarray] | Exception] = []
+    for request in requests:
+        try:
+            results.append(handle(request))
+        except Exception as exc:  # one bad request never takes the batch down
+            results.append(exc)
+    return results

@@ -1,0 +1,38 @@
+"""Triton model (embedded flavour): an exported encoder artifact run by ONNX Runtime or TorchScript
+inside the Python backend. Inputs are ragged: requests of different lengths share one execute()."""
+
+from __future__ import annotations
+
+from structbert_serving import triton_io
+from structbert_serving.encoder import EncoderSettings, RaggedEncoder
+from structbert_serving.params import get_param, model_parameters
+from structbert_serving.runtime import load_runner
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = triton_io.model_config(args)
+        params = model_parameters(config)
+        self.input_names = [i["name"] for i in config["input"]]
+        self.dtypes = triton_io.output_dtypes(config)
+        device = get_param(params, "device", "auto")
+        if args.get("model_instance_kind") == "CPU" and device == "auto":
+            device = "cpu"
+        runner = load_runner(
+            triton_io.version_dir(args) / get_param(params, "artifact", "model.onnx"),
+            input_names=self.input_names, output_names=list(self.dtypes), device=device,
+            intra_op_threads=get_param(params, "intra_op_threads", 0),
+        )
+        triton_io.log.info("%s runs on %s", args["model_name"], runner.device)
+        self.encoder = RaggedEncoder(runner, self.input_names, EncoderSettings(
+            max_tokens=get_param(params, "max_batch_tokens", 16384),
+            max_rows=max(1, int(config.get("max_batch_size", 64))),
+        ))
+
+    def execute(self, requests):
+        feeds = triton_io.per_request(
+            requests, lambda r: {n: triton_io.input_array(r, n) for n in self.input_names})
+        valid = [f for f in feeds if not isinstance(f, Exception)]
+        encoded = iter(self.encoder.run(valid))
+        results = [f if isinstance(f, Exception) else next(encoded) for f in feeds]
+        return triton_io.responses(results, self.dtypes)

@@ -1,0 +1,43 @@
+"""Triton model: TEXT (BYTES) -> INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS (INT64, per request padded)."""
+
+from __future__ import annotations
+
+from structbert_serving import triton_io
+from structbert_serving.params import get_param, model_parameters
+from structbert_serving.texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
+from structbert_serving.tokenization import TextTokenizer
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = triton_io.model_config(args)
+        params = model_parameters(config)
+        self.dtypes = triton_io.output_dtypes(config)
+        self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
+        self.tokenizer = TextTokenizer(
+            triton_io.version_dir(args) / "tokenizer.json",
+            max_length=get_param(params, "max_length", 512),
+            overlength=get_param(params, "overlength", "truncate"),
+            length_buckets=get_param(params, "length_buckets", []),
+        )
+
+    def _texts(self, request):
+        texts = decode_texts(triton_io.input_array(request, "TEXT"), "TEXT")
+        check_texts(texts, "TEXT", max_chars=self.max_chars)
+        return texts
+
+    def execute(self, requests):
+        decoded = triton_io.per_request(requests, self._texts)
+        valid = [texts for texts in decoded if not isinstance(texts, Exception)]
+        encoded = iter(self.tokenizer.encode_many(valid))
+        results = []
+        for texts in decoded:
+            if isinstance(texts, Exception):
+                results.append(texts)
+                continue
+            batch = next(encoded)
+            results.append(batch if isinstance(batch, Exception) else {
+                "INPUT_IDS": batch.input_ids, "ATTENTION_MASK": batch.attention_mask,
+                "TOKEN_TYPE_IDS": batch.token_type_ids,
+            })
+        return triton_io.responses(results, self.dtypes)

@@ -1,0 +1,3 @@
+from structbert_triton.cli import main
+
+raise SystemExit(main())

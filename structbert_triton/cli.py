@@ -1,0 +1,116 @@
+"""``structbert-triton``: export checkpoints into a Triton repository and serve it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+log = logging.getLogger("structbert_triton")
+
+TASKS = ("embedding",)
+
+
+def _export_parser(sub) -> None:
+    p = sub.add_parser("export", help="export a task's models into a Triton model repository")
+    p.add_argument("--task", required=True, choices=TASKS)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model-dir", type=Path, help="ModelScope StructBERT or Hugging Face BERT checkpoint directory")
+    src.add_argument("--model-id", help="ModelScope hub id (needs network and the [modelscope] extra)")
+    src.add_argument("--synthetic", choices=("tiny", "base", "large"),
+                     help="random weights with the real architecture (outputs carry no meaning)")
+    p.add_argument("--out", type=Path, required=True, help="model repository directory (created if needed)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--flavour", choices=("embedded", "native"), default="embedded",
+                   help="embedded: Python-backend encoder (the pip-installed server); "
+                        "native: onnxruntime/libtorch backends for the nvcr.io container")
+    p.add_argument("--overlength", choices=("truncate", "reject"), default="truncate",
+                   help="texts longer than the model's maximum length: truncate (default) or reject")
+    p.add_argument("--max-batch-size", type=int, default=64)
+    p.add_argument("--encoder-instances", type=int, default=1)
+    p.add_argument("--intra-op-threads", type=int, default=0, help="0 = ONNX Runtime's default (all cores)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                   help="embedded flavour: where the encoder runs")
+    p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
+
+
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the embedded tritonserver on a model repository")
+    p.add_argument("--model-repository", type=Path, required=True)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for all interfaces)")
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--startup-timeout-s", type=float, default=300)
+    p.add_argument("--log-file", type=Path, default=None)
+    p.add_argument("server_args", nargs=argparse.REMAINDER, help="extra tritonserver flags after --")
+
+
+def cmd_export(args) -> int:
+    from structbert_export.checkpoint import CheckpointError
+    from structbert_export.repository import ServingOptions
+    from structbert_export.tasks import ExportRequest, run_export
+    from structbert_export.validation import ValidationError
+
+    opts = ServingOptions(flavour=args.flavour, overlength=args.overlength, max_batch_size=args.max_batch_size,
+                          encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
+                          device=args.device)
+    req = ExportRequest(task=args.task, out=args.out, model_dir=args.model_dir, model_id=args.model_id,
+                        synthetic=args.synthetic, precision=args.precision, format=args.format, seed=args.seed)
+    try:
+        models = run_export(req, opts)
+    except (CheckpointError, ValidationError, ValueError) as exc:
+        log.error("export failed: %s", exc)
+        return 2
+    print(f"exported {', '.join(models)} -> {req.out}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from structbert_serving.embedded_server import EmbeddedServer, ServerError
+
+    extra = [a for a in args.server_args if a != "--"]
+    server = EmbeddedServer(args.model_repository, host=args.host, http_port=args.http_port,
+                            grpc_port=args.grpc_port, metrics_port=args.metrics_port, extra_args=extra,
+                            log_file=args.log_file)
+    try:
+        server.start(timeout_s=args.startup_timeout_s)
+    except ServerError as exc:
+        print(f"error: the server did not come up.\n{exc}", file=sys.stderr)
+        return 1
+    print(f"tritonserver ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}\n"
+          f"log: {server.log_file}  (Ctrl-C to stop)", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    code = 0
+    while not stop.wait(1.0):
+        if server.process.poll() is not None:
+            print(f"error: tritonserver exited ({server.process.returncode}):\n{server.failure_summary()}",
+                  file=sys.stderr)
+            code = 1
+            break
+    server.stop()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="structbert-triton", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _export_parser(sub)
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    for noisy in ("onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils", "fusion_skiplayernorm"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return {"export": cmd_export, "serve": cmd_serve}[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
