@@ -169,7 +169,7 @@ class EmbeddedServer:
     def failure_summary(self, tail: int = 25) -> str:
         """The lines that say why: model load failures first, then the log's tail."""
         lines = self.log_text().splitlines()
-        reasons = [ln for ln in lines if "failed to load" in ln or ("E" == ln[:1] and "]" in ln)]
+        reasons = [ln for ln in lines if "failed to load" in ln or (ln[:1] == "E" and "]" in ln)]
         return "\n".join(dict.fromkeys(reasons[-15:] + lines[-tail:]))
 
     def stub_pids(self) -> list[int]:

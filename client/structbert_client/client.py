@@ -1,0 +1,163 @@
+"""``StructBertClient``: a thin SDK over ``tritonclient`` (gRPC or HTTP). Imports no torch."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidInputError, ServerUnavailableError, translate
+
+log = logging.getLogger(__name__)
+
+PROTOCOLS = ("grpc", "http")
+
+
+def _as_list(texts: str | Sequence[str], name: str) -> tuple[list[str], bool]:
+    """(texts as a list, whether a single string came in)."""
+    if isinstance(texts, str):
+        return [texts], True
+    if isinstance(texts, (bytes, bytearray)):
+        raise InvalidInputError(f"{name} must be str or a list of str, not bytes; decode it first")
+    items = list(texts)
+    if not items:
+        raise InvalidInputError(f"{name} is an empty list; send at least one text")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise InvalidInputError(f"{name}[{i}] is {type(item).__name__}; every item must be str")
+    return items, False
+
+
+class StructBertClient:
+    """Talk to a structbert-triton server.
+
+    >>> client = StructBertClient("localhost:8001", protocol="grpc")
+    >>> client.similarity("今天天气很好", "今天天气不错")
+    0.93...
+
+    A ``str`` in gives one result; a list gives a list (embeddings: a 2-D array). Lists longer than
+    ``batch_size`` are sent in several requests. Failures raise the SDK's own exceptions
+    (:mod:`structbert_client.errors`); only unavailable/overloaded errors are retried, with
+    exponential backoff and jitter.
+    """
+
+    def __init__(self, url: str = "localhost:8001", protocol: str = "grpc", *, timeout_s: float = 60.0,
+                 batch_size: int = 32, retries: int = 2, backoff_s: float = 0.2,
+                 headers: dict[str, str] | None = None, ssl: bool = False, ssl_options: dict[str, Any] | None = None,
+                 verbose: bool = False):
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.url = url
+        self.protocol = protocol
+        self.timeout_s = float(timeout_s)
+        self.batch_size = int(batch_size)
+        self.retries = int(retries)
+        self.backoff_s = float(backoff_s)
+        self.headers = dict(headers or {})
+        ssl_options = dict(ssl_options or {})
+        if protocol == "grpc":
+            import tritonclient.grpc as triton
+
+            self._client = triton.InferenceServerClient(url, verbose=verbose, ssl=ssl, **ssl_options)
+        else:
+            import tritonclient.http as triton
+
+            self._client = triton.InferenceServerClient(
+                url, verbose=verbose, ssl=ssl, connection_timeout=self.timeout_s, network_timeout=self.timeout_s,
+                **ssl_options)
+        self._triton = triton
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _input(self, name: str, array: np.ndarray):
+        datatype = "BYTES" if array.dtype == object else {"float32": "FP32", "bool": "BOOL"}[str(array.dtype)]
+        tensor = self._triton.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        return tensor
+
+    def _call(self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
+        tensors = [self._input(k, v) for k, v in inputs.items()]
+        requested = [self._triton.InferRequestedOutput(name) for name in outputs]
+        kwargs: dict[str, Any] = {"headers": self.headers or None}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        attempt = 0
+        while True:
+            try:
+                result = self._client.infer(model, tensors, outputs=requested, **kwargs)
+                return {name: result.as_numpy(name) for name in outputs}
+            except Exception as exc:
+                error = translate(exc)
+                if not isinstance(error, ServerUnavailableError) or attempt >= self.retries:
+                    raise error from None
+                delay = self.backoff_s * (2 ** attempt) * (0.5 + random.random())
+                log.debug("%s: %s; retry %d in %.2f s", model, error, attempt + 1, delay)
+                time.sleep(delay)
+                attempt += 1
+
+    @staticmethod
+    def _texts(texts: list[str]) -> np.ndarray:
+        return np.array([[t.encode("utf-8")] for t in texts], dtype=object)
+
+    def _chunks(self, n: int):
+        for start in range(0, n, self.batch_size):
+            yield slice(start, min(n, start + self.batch_size))
+
+    # -- public API -------------------------------------------------------------------------------
+
+    def embed(self, texts: str | Sequence[str]) -> np.ndarray:
+        """L2-normalised mean-pooled embeddings: shape [hidden] for a str, [n, hidden] for a list."""
+        items, single = _as_list(texts, "texts")
+        parts = [self._call("text_embedding", {"TEXT": self._texts(items[s])}, ["EMBEDDING"])["EMBEDDING"]
+                 for s in self._chunks(len(items))]
+        out = np.concatenate(parts, axis=0)
+        return out[0] if single else out
+
+    def similarity(self, texts_a: str | Sequence[str], texts_b: str | Sequence[str]) -> float | list[float]:
+        """Cosine similarity of each (a, b) pair of sentence embeddings."""
+        a, single_a = _as_list(texts_a, "texts_a")
+        b, single_b = _as_list(texts_b, "texts_b")
+        if len(a) != len(b):
+            raise InvalidInputError(f"texts_a has {len(a)} items and texts_b {len(b)}; pair them one to one")
+        scores: list[float] = []
+        for s in self._chunks(len(a)):
+            out = self._call("sentence_similarity", {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
+                             ["SCORE"])
+            scores.extend(float(x) for x in out["SCORE"].reshape(-1))
+        return scores[0] if single_a and single_b else scores
+
+    # -- server state -----------------------------------------------------------------------------
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._client.is_server_ready(headers=self.headers or None))
+        except Exception:
+            return False
+
+    def model_statistics(self, model: str) -> dict:
+        """Triton's statistics for ``model`` as a dict (inference_count, execution_count, ...)."""
+        try:
+            if self.protocol == "grpc":
+                stats = self._client.get_inference_statistics(model, headers=self.headers or None, as_json=True)
+            else:
+                stats = self._client.get_inference_statistics(model, headers=self.headers or None)
+        except Exception as exc:
+            raise translate(exc) from None
+        return stats["model_stats"][0]
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a dead connection is not an error
+            self._client.close()
+
+    def __enter__(self) -> StructBertClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+DATA = Path(__file__).parent / "data"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def sample_texts(n: int | None = None, *, max_chars: int | None = None) -> list[str]:
+    rows = [json.loads(line) for line in (DATA / "shopping_reviews_sample.jsonl").read_text().splitlines()]
+    texts = [r["text"] for r in rows if max_chars is None or len(r["text"]) <= max_chars]
+    return texts[:n] if n else texts
+
+
+@pytest.fixture(scope="session")
+def cache_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("cache")
+    os.environ["STRUCTBERT_TRITON_CACHE"] = str(root)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    from structbert_export.synthetic import make_bert_checkpoint
+
+    return make_bert_checkpoint(tmp_path_factory.mktemp("ckpt") / "structbert-tiny", "tiny", seed=7)
+
+
+def export_repo(out: Path, **kwargs) -> Path:
+    from structbert_export.repository import ServingOptions
+    from structbert_export.tasks import ExportRequest, run_export
+
+    opts = ServingOptions(**kwargs.pop("opts", {}))
+    run_export(ExportRequest(out=out, **kwargs), opts)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory, tiny_checkpoint) -> Path:
+    return export_repo(tmp_path_factory.mktemp("repo") / "tiny", task="embedding", model_dir=tiny_checkpoint)
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_repo):
+    from structbert_serving.embedded_server import EmbeddedServer
+
+    with EmbeddedServer(tiny_repo) as server:
+        yield server
+
+
+@pytest.fixture(params=["grpc", "http"])
+def protocol(request) -> str:
+    return request.param
+
+
+def make_client(server, protocol: str, **kwargs):
+    from structbert_client import StructBertClient
+
+    url = server.grpc_url if protocol == "grpc" else server.http_url
+    return StructBertClient(url, protocol=protocol, **kwargs)
+
+
+@pytest.fixture
+def tiny_client(tiny_server, protocol):
+    client = make_client(tiny_server, protocol)
+    yield client
+    client.close()

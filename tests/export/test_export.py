@@ -1,0 +1,138 @@
+"""Export: every precision and format validates against PyTorch; configs parse; layouts load."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from structbert_export import pbtxt
+from structbert_export.artifacts import export_artifact
+from structbert_export.checkpoint import CheckpointError, load_checkpoint
+from structbert_export.modules import build_bert, build_module
+from structbert_export.specs import Tolerance, spec_for
+from structbert_export.validation import ValidationError, validate_artifact
+from tests.conftest import export_repo
+
+SPEC = spec_for("embedding")
+COMBOS = [("fp32", "onnx"), ("fp16", "onnx"), ("int8", "onnx"), ("fp32", "torchscript"), ("fp16", "torchscript")]
+
+
+@pytest.mark.parametrize("precision,fmt", COMBOS)
+def test_every_artifact_validates_and_reports(tiny_checkpoint, tmp_path, precision, fmt):
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    artifact = export_artifact(build_module("embedding", checkpoint), SPEC, checkpoint, tmp_path, precision, fmt)
+    report = validate_artifact(build_module("embedding", checkpoint), SPEC, checkpoint, artifact,
+                               precision=precision, fmt=fmt, report_path=tmp_path / "validation.json")
+    data = json.loads((tmp_path / "validation.json").read_text())
+    assert data["passed"] and report.passed
+    shapes = {(c["batch"], c["sequence"]) for c in data["cases"]}
+    assert SPEC.trace_shape not in shapes and len(shapes) == len(SPEC.validation_shapes)
+    if precision == "fp32":
+        assert data["max_abs_diff"] < 1e-4
+    else:  # drift is shown, not hidden
+        assert data["max_abs_diff"] > 0
+
+
+def test_validation_miss_is_an_error_with_report(tiny_checkpoint, tmp_path):
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    strict = dataclasses.replace(SPEC, tolerances={"fp16": Tolerance(max_abs_diff=1e-9, min_cosine=1.0)})
+    artifact = export_artifact(build_module("embedding", checkpoint), strict, checkpoint, tmp_path, "fp16", "onnx")
+    with pytest.raises(ValidationError, match="max abs diff"):
+        validate_artifact(build_module("embedding", checkpoint), strict, checkpoint, artifact, precision="fp16",
+                          fmt="onnx", report_path=tmp_path / "validation.json")
+    assert json.loads((tmp_path / "validation.json").read_text())["passed"] is False
+
+
+def test_huggingface_and_modelscope_layouts_give_the_same_model(tiny_checkpoint, tmp_path):
+    """A Hugging Face BertModel directory (no key prefix, safetensors) holding the same weights."""
+    ms = load_checkpoint(tiny_checkpoint)
+    hf_dir = tmp_path / "hf"
+    build_bert(ms, add_pooling_layer=True).save_pretrained(hf_dir)
+    shutil.copy(tiny_checkpoint / "vocab.txt", hf_dir / "vocab.txt")
+    hf = load_checkpoint(hf_dir)
+    assert hf.model_type == "bert" and ms.model_type == "structbert"
+    assert (hf_dir / "model.safetensors").is_file()
+    ids = torch.tensor([[101, 2000, 3000, 4000, 102]])
+    with torch.inference_mode():
+        a = build_bert(ms)(ids).last_hidden_state
+        b = build_bert(hf)(ids).last_hidden_state
+    assert torch.equal(a, b)
+
+
+def test_checkpoint_errors_are_readable(tmp_path):
+    with pytest.raises(CheckpointError, match="config.json"):
+        load_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{}")
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    with pytest.raises(CheckpointError, match="weights"):
+        load_checkpoint(tmp_path)
+
+
+def all_configs(repo: Path) -> dict[str, object]:
+    return {p.parent.name: pbtxt.parse(p.read_text()) for p in sorted(repo.glob("*/config.pbtxt"))}
+
+
+def test_embedded_repository_configs_parse(tiny_repo):
+    configs = all_configs(tiny_repo)
+    assert set(configs) == {"embedding_tokenizer", "embedding_encoder", "cosine_similarity", "text_embedding",
+                            "sentence_similarity"}
+    encoder = configs["embedding_encoder"]
+    assert encoder.backend == "python" and all(i.allow_ragged_batch for i in encoder.input)
+    assert encoder.output[0].dims == [64]  # hidden size of the tiny model, from the spec
+    for name, config in configs.items():
+        if config.platform != "ensemble":
+            assert config.HasField("dynamic_batching"), name
+
+
+@pytest.mark.parametrize("fmt,platform", [("onnx", "onnxruntime_onnx"), ("torchscript", "pytorch_libtorch")])
+def test_native_flavour_configs_parse(tiny_checkpoint, tmp_path, fmt, platform):
+    repo = export_repo(tmp_path / "native", task="embedding", model_dir=tiny_checkpoint, format=fmt,
+                       opts={"flavour": "native"})
+    configs = all_configs(repo)
+    encoder = configs["embedding_encoder"]
+    assert encoder.platform == platform
+    names = {t.name for t in (*encoder.input, *encoder.output)}
+    steps = configs["text_embedding"].ensemble_scheduling.step
+    assert set(steps[1].input_map) | set(steps[1].output_map) == names
+    assert configs["embedding_tokenizer"].parameters["length_buckets"].string_value.endswith("512")
+    if fmt == "onnx":
+        accel = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]
+        assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
+    else:
+        assert names == {"INPUT_IDS__0", "ATTENTION_MASK__1", "TOKEN_TYPE_IDS__2", "EMBEDDING__0"}
+
+
+def test_export_cli(tmp_path, cache_root):
+    out = tmp_path / "repo"
+    cmd = [sys.executable, "-m", "structbert_triton", "export", "--task", "embedding", "--synthetic", "tiny",
+           "--out", str(out), "--precision", "int8"]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "NO meaning" in run.stderr and "validation passed" in run.stderr
+    report = json.loads((out / "embedding_encoder" / "1" / "validation.json").read_text())
+    assert report["precision"] == "int8" and report["passed"]
+    manifest = json.loads((out / "structbert_manifest.json").read_text())
+    assert manifest["embedding"]["precision"] == "int8"
+
+    bad = subprocess.run([*cmd[:6], "--model-dir", str(tmp_path), "--out", str(out)], capture_output=True,
+                         text=True, timeout=300)
+    assert bad.returncode == 2 and "config.json is missing" in bad.stderr
+
+
+@pytest.mark.e2e
+def test_serve_exits_nonzero_with_reason_when_a_model_fails(tiny_repo, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_repo, broken)
+    (broken / "embedding_encoder" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    run = subprocess.run([sys.executable, "-m", "structbert_triton", "serve", "--model-repository", str(broken),
+                          "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1
+    assert "embedding_encoder" in run.stderr and "failed to load" in run.stderr.lower()

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from structbert_serving.batching import gather_padded, plan_chunks
+from structbert_serving.encoder import EncoderSettings, RaggedEncoder
+from structbert_serving.errors import InputError
+from structbert_serving.params import get_param, model_parameters
+from structbert_serving.similarity import cosine
+
+NAMES = ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"]
+
+
+def test_plan_chunks_covers_every_row_once_within_budget():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 200, size=300)
+    chunks = plan_chunks(lengths, max_tokens=1024, max_rows=16)
+    flat = np.concatenate(chunks)
+    assert sorted(flat.tolist()) == list(range(300))
+    for chunk in chunks:
+        assert len(chunk) <= 16
+        assert len(chunk) == 1 or len(chunk) * lengths[chunk].max() <= 1024
+    maxima = [lengths[c].max() for c in chunks]
+    assert maxima == sorted(maxima)
+
+
+def test_gather_padded():
+    out = gather_padded([np.array([1, 2, 3]), np.array([4])], 4, pad=9)
+    assert out.tolist() == [[1, 2, 3, 9], [4, 9, 9, 9]]
+
+
+class FakeRunner:
+    """Pooled output = sum of ids under the mask; per-token output = ids * 2. Records call widths."""
+
+    device = "cpu"
+    output_names = ["POOLED", "TOKENS"]
+
+    def __init__(self):
+        self.widths = []
+
+    def run(self, feeds):
+        ids, mask = feeds["INPUT_IDS"], feeds["ATTENTION_MASK"]
+        self.widths.append(ids.shape)
+        return {"POOLED": (ids * mask).sum(1, keepdims=True).astype(np.float32),
+                "TOKENS": (ids * 2)[..., None].astype(np.float32)}
+
+
+def request(rows):
+    width = max(len(r) for r in rows)
+    ids = gather_padded([np.array(r, dtype=np.int64) for r in rows], width)
+    mask = (ids != 0).astype(np.int64)
+    return {"INPUT_IDS": ids, "ATTENTION_MASK": mask, "TOKEN_TYPE_IDS": np.zeros_like(ids)}
+
+
+def test_ragged_encoder_splits_results_back():
+    runner = FakeRunner()
+    encoder = RaggedEncoder(runner, NAMES, EncoderSettings(max_tokens=8, max_rows=4))
+    reqs = [request([[1, 2, 3]]), request([[5], [6, 7, 8, 9, 10]]), request([[4, 4]])]
+    bad = {"INPUT_IDS": np.zeros((1, 3), np.int64), "ATTENTION_MASK": np.zeros((1, 2), np.int64),
+           "TOKEN_TYPE_IDS": np.zeros((1, 3), np.int64)}
+    results = encoder.run([reqs[0], bad, reqs[1], reqs[2]])
+    assert isinstance(results[1], InputError)
+    assert results[0]["POOLED"].ravel().tolist() == [6]
+    assert results[2]["POOLED"].ravel().tolist() == [5, 40]
+    assert results[3]["POOLED"].ravel().tolist() == [8]
+    assert results[2]["TOKENS"].shape == (2, 5, 1)  # cut back to the request's own length
+    assert results[2]["TOKENS"][0, :, 0].tolist() == [10, 0, 0, 0, 0]
+    assert all(rows * width <= 8 or rows == 1 for rows, width in runner.widths)
+
+
+def test_params_and_cosine():
+    params = model_parameters('{"parameters": {"a": {"string_value": "3"}, "b": {"string_value": "1,2"}}}')
+    assert get_param(params, "a", 0) == 3 and get_param(params, "b", []) == [1, 2]
+    assert get_param(params, "missing", "x") == "x" and get_param({"f": "true"}, "f", False) is True
+    a = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
+    assert cosine(a, a * 3) == pytest.approx([1.0, 1.0])

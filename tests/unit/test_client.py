@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from tritonclient.utils import InferenceServerException
+
+from structbert_client import (
+    InvalidInputError,
+    RequestTimeoutError,
+    ServerError,
+    ServerOverloadedError,
+    ServerUnavailableError,
+    StructBertClient,
+)
+from structbert_client.errors import translate
+
+
+def test_client_imports_without_torch_transformers_or_onnx():
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('torch', 'transformers', 'onnx', 'onnxruntime', 'tokenizers'):\n"
+        "            raise ImportError('blocked ' + name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import structbert_client\n"
+        "structbert_client.StructBertClient('localhost:1', protocol='grpc')\n"
+        "structbert_client.StructBertClient('localhost:1', protocol='http')\n"
+        "print('ok')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0 and "ok" in run.stdout, run.stderr
+
+
+@pytest.mark.parametrize("status,message,cls", [
+    ("StatusCode.INVALID_ARGUMENT", "TEXT[0] is empty", InvalidInputError),
+    ("400", "bad", InvalidInputError),
+    ("StatusCode.UNAVAILABLE", "failed to connect", ServerUnavailableError),
+    ("503", "not ready", ServerUnavailableError),
+    ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", ServerOverloadedError),
+    ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", RequestTimeoutError),
+    ("StatusCode.INTERNAL", "boom", ServerError),
+])
+def test_translate(status, message, cls):
+    error = translate(InferenceServerException(message, status=status))
+    assert type(error) is cls and message in str(error)
+
+
+def test_unreachable_server_is_unavailable_after_retries():
+    client = StructBertClient("127.0.0.1:1", protocol="grpc", retries=1, backoff_s=0.01, timeout_s=2)
+    with pytest.raises(ServerUnavailableError):
+        client.embed("你好")
+    assert not client.is_ready()
+
+
+def test_local_input_checks():
+    client = StructBertClient("127.0.0.1:1", protocol="http")
+    with pytest.raises(InvalidInputError, match="empty list"):
+        client.embed([])
+    with pytest.raises(InvalidInputError, match=r"texts\[1\] is int"):
+        client.embed(["a", 1])
+    with pytest.raises(ValueError, match="protocol"):
+        StructBertClient("x", protocol="smtp")
