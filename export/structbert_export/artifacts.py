@@ -93,11 +93,11 @@ def _drop_duplicate_casts(graph) -> None:
     """The float16 converter inserts one Cast per blocked consumer, named after the tensor it reads,
     so a float32 tensor read by two blocked (float32) nodes gets two identical Casts with one output
     name, which ONNX rejects. Identical nodes compute the same value: keep the first."""
-    seen: set[tuple] = set()
+    seen: set[bytes] = set()
     duplicates = []
     for node in graph.node:
-        key = (node.op_type, tuple(node.input), tuple(node.output), node.SerializeToString(deterministic=True))
-        if tuple(node.output) in {k[2] for k in seen} and key in seen:
+        key = node.SerializeToString(deterministic=True)
+        if key in seen:
             duplicates.append(node)
         seen.add(key)
     for node in duplicates:

@@ -23,7 +23,7 @@ from .repository import (
     write_json,
 )
 from .specs import spec_for
-from .synthetic import make_bert_checkpoint
+from .synthetic import BANNER, make_bert_checkpoint
 from .tokenizer_files import write_tokenizer_json
 from .validation import validate_artifact
 
@@ -61,7 +61,6 @@ def resolve_checkpoint(req: ExportRequest) -> Checkpoint:
     if not (path / "config.json").is_file():
         make_bert_checkpoint(path, req.synthetic, seed=req.seed, task=req.task)
     else:
-        from .synthetic import BANNER
         log.warning(BANNER)
     return load_checkpoint(path)
 
