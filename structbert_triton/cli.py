@@ -11,7 +11,7 @@ from pathlib import Path
 
 log = logging.getLogger("structbert_triton")
 
-TASKS = ("embedding",)
+TASKS = ("embedding", "pair-classification", "zero-shot")
 
 
 def _export_parser(sub) -> None:
@@ -36,6 +36,10 @@ def _export_parser(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="embedded flavour: where the encoder runs")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
+    p.add_argument("--entailment-index", type=int, default=None,
+                   help="zero-shot: logit index of 'entailment' (default: from label2id, else 0)")
+    p.add_argument("--contradiction-index", type=int, default=None,
+                   help="zero-shot: logit index of 'contradiction' (default: from label2id, else 2)")
 
 
 def _serve_parser(sub) -> None:
@@ -60,7 +64,8 @@ def cmd_export(args) -> int:
                           encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
                           device=args.device)
     req = ExportRequest(task=args.task, out=args.out, model_dir=args.model_dir, model_id=args.model_id,
-                        synthetic=args.synthetic, precision=args.precision, format=args.format, seed=args.seed)
+                        synthetic=args.synthetic, precision=args.precision, format=args.format, seed=args.seed,
+                        entailment_index=args.entailment_index, contradiction_index=args.contradiction_index)
     try:
         models = run_export(req, opts)
     except (CheckpointError, ValidationError, ValueError) as exc:

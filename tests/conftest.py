@@ -41,8 +41,27 @@ def export_repo(out: Path, **kwargs) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_repo(tmp_path_factory, tiny_checkpoint) -> Path:
-    return export_repo(tmp_path_factory.mktemp("repo") / "tiny", task="embedding", model_dir=tiny_checkpoint)
+def nli_checkpoint(tmp_path_factory) -> Path:
+    from structbert_export.synthetic import make_task_checkpoint
+
+    return make_task_checkpoint(tmp_path_factory.mktemp("ckpt") / "nli-tiny", "zero-shot", "tiny", seed=11)
+
+
+@pytest.fixture(scope="session")
+def pair_checkpoint(tmp_path_factory) -> Path:
+    from structbert_export.synthetic import make_task_checkpoint
+
+    return make_task_checkpoint(tmp_path_factory.mktemp("ckpt") / "pair-tiny", "pair-classification", "tiny", seed=13)
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint) -> Path:
+    """One repository with every task (FP32 ONNX, embedded flavour) from tiny synthetic checkpoints."""
+    out = tmp_path_factory.mktemp("repo") / "tiny"
+    export_repo(out, task="embedding", model_dir=tiny_checkpoint)
+    export_repo(out, task="zero-shot", model_dir=nli_checkpoint)
+    export_repo(out, task="pair-classification", model_dir=pair_checkpoint)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import random
 import time
@@ -31,6 +32,18 @@ def _as_list(texts: str | Sequence[str], name: str) -> tuple[list[str], bool]:
         if not isinstance(item, str):
             raise InvalidInputError(f"{name}[{i}] is {type(item).__name__}; every item must be str")
     return items, False
+
+
+def _pairs(texts_a, texts_b) -> tuple[list[str], list[str], bool]:
+    a, single_a = _as_list(texts_a, "texts_a")
+    b, single_b = _as_list(texts_b, "texts_b")
+    if len(a) != len(b):
+        raise InvalidInputError(f"texts_a has {len(a)} items and texts_b {len(b)}; pair them one to one")
+    return a, b, single_a and single_b
+
+
+def _str(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
 class StructBertClient:
@@ -120,18 +133,68 @@ class StructBertClient:
         out = np.concatenate(parts, axis=0)
         return out[0] if single else out
 
-    def similarity(self, texts_a: str | Sequence[str], texts_b: str | Sequence[str]) -> float | list[float]:
-        """Cosine similarity of each (a, b) pair of sentence embeddings."""
-        a, single_a = _as_list(texts_a, "texts_a")
-        b, single_b = _as_list(texts_b, "texts_b")
-        if len(a) != len(b):
-            raise InvalidInputError(f"texts_a has {len(a)} items and texts_b {len(b)}; pair them one to one")
-        scores: list[float] = []
+    def similarity(self, texts_a: str | Sequence[str], texts_b: str | Sequence[str], *,
+                   method: str = "cosine") -> float | list[float]:
+        """Similarity of each (a, b) pair.
+
+        ``method="cosine"``: cosine of the two sentence embeddings (bi-encoder, ``sentence_similarity``).
+        ``method="pair"``: P(similar) from the pair classifier (cross-encoder, ``pair_classification``),
+        i.e. the probability of label ``"1"``.
+        """
+        a, b, single = _pairs(texts_a, texts_b)
+        if method == "pair":
+            probs = self.pair_classify(a, b)
+            scores = [p.get("1", p[list(p)[-1]]) for p in probs]
+        elif method == "cosine":
+            scores = []
+            for s in self._chunks(len(a)):
+                out = self._call("sentence_similarity", {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
+                                 ["SCORE"])
+                scores.extend(float(x) for x in out["SCORE"].reshape(-1))
+        else:
+            raise ValueError(f"method must be 'cosine' or 'pair', not {method!r}")
+        return scores[0] if single else scores
+
+    def pair_classify(self, texts_a: str | Sequence[str], texts_b: str | Sequence[str]
+                      ) -> dict[str, float] | list[dict[str, float]]:
+        """Label probabilities of each (a, b) pair from the pair classifier: ``{label: prob}``."""
+        a, b, single = _pairs(texts_a, texts_b)
+        results: list[dict[str, float]] = []
         for s in self._chunks(len(a)):
-            out = self._call("sentence_similarity", {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
-                             ["SCORE"])
-            scores.extend(float(x) for x in out["SCORE"].reshape(-1))
-        return scores[0] if single_a and single_b else scores
+            out = self._call("pair_classification", {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
+                             ["PROBS", "LABELS"])
+            for probs, labels in zip(out["PROBS"], out["LABELS"]):
+                results.append({_str(label): float(p) for label, p in zip(labels, probs)})
+        return results[0] if single else results
+
+    def classify(self, texts: str | Sequence[str], labels: str | Sequence[str], *, multi_label: bool = False,
+                 hypothesis_template: str = "{}") -> dict[str, list] | list[dict[str, list]]:
+        """Zero-shot classification: ``{"labels": [...], "scores": [...]}`` per text, best label first.
+
+        ``labels``: a list, or one string separated by ``,``/``，`` (the same candidates for every
+        text). ``multi_label``: score each label independently (entailment vs contradiction)
+        instead of a softmax across labels. ``hypothesis_template``: e.g. ``"这篇文章的标题是{}"``.
+        """
+        items, single = _as_list(texts, "texts")
+        if isinstance(labels, str):
+            encoded_labels = labels
+        else:
+            label_list = list(labels)
+            if not all(isinstance(x, str) for x in label_list):
+                raise InvalidInputError("labels must be strings")
+            encoded_labels = json.dumps(label_list, ensure_ascii=False)
+        results: list[dict[str, list]] = []
+        for s in self._chunks(len(items)):
+            chunk = items[s]
+            n = len(chunk)
+            out = self._call("zero_shot_classification", {
+                "TEXT": self._texts(chunk),
+                "LABELS": self._texts([encoded_labels] * n),
+                "HYPOTHESIS_TEMPLATE": self._texts([hypothesis_template] * n),
+                "MULTI_LABEL": np.full((n, 1), bool(multi_label)),
+            }, ["RESULT"])
+            results.extend(json.loads(_str(row)) for row in out["RESULT"].reshape(-1))
+        return results[0] if single else results
 
     # -- server state -----------------------------------------------------------------------------
 

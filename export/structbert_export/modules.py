@@ -54,6 +54,34 @@ class MeanPooledEncoder(nn.Module):
         return self.pooling(hidden, attention_mask)
 
 
+class SequenceClassifier(nn.Module):
+    """INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS -> LOGITS = classifier(pooler(h[CLS]))."""
+
+    def __init__(self, bert: BertModel, classifier: nn.Linear):
+        super().__init__()
+        self.bert = bert
+        self.classifier = classifier
+
+    def forward(self, input_ids, attention_mask, token_type_ids):
+        pooled = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).pooler_output
+        return self.classifier(pooled)
+
+
+def build_classifier(checkpoint: Checkpoint) -> SequenceClassifier:
+    head = checkpoint.submodule_state("classifier.")
+    if "weight" not in head or "bias" not in head:
+        raise CheckpointError(
+            f"{checkpoint.path}: no classifier head (classifier.weight / classifier.bias); "
+            "pair classification and zero-shot need a sequence-classification checkpoint"
+        )
+    num_labels, hidden = head["weight"].shape
+    classifier = nn.Linear(hidden, num_labels)
+    classifier.load_state_dict(head)
+    return SequenceClassifier(build_bert(checkpoint, add_pooling_layer=True), classifier).eval()
+
+
 # Node-name prefixes (module scopes in the ONNX graph) that must stay float32 in FP16 artifacts.
 FP32_SCOPES: dict[str, tuple[str, ...]] = {"embedding": ("/pooling/",)}
 
@@ -61,4 +89,6 @@ FP32_SCOPES: dict[str, tuple[str, ...]] = {"embedding": ("/pooling/",)}
 def build_module(family: str, checkpoint: Checkpoint) -> nn.Module:
     if family == "embedding":
         return MeanPooledEncoder(build_bert(checkpoint)).eval()
+    if family in ("pair-classification", "zero-shot"):
+        return build_classifier(checkpoint)
     raise ValueError(f"no module for family {family!r}")

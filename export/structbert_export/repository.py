@@ -68,10 +68,16 @@ def _tensors(specs: tuple[TensorSpec, ...], sizes: dict[str, int], names: dict[s
     return [pbtxt.tensor(names.get(t.name, t.name), t.dtype, t.resolve(sizes), **extra) for t in specs]
 
 
+def encoder_max_batch_size(spec: EncoderSpec, opts: ServingOptions) -> int:
+    """Rows per encoder execution: fan-out families (zero-shot) need more than a request's limit."""
+    return max(spec.max_batch_size, opts.max_batch_size)
+
+
 def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, precision: str,
                    opts: ServingOptions) -> tuple[dict, dict[str, str]]:
     """The encoder's config and the tensor-name map the ensembles must use."""
-    base = {"name": spec.triton_name, "max_batch_size": opts.max_batch_size,
+    max_batch = encoder_max_batch_size(spec, opts)
+    base = {"name": spec.triton_name, "max_batch_size": max_batch,
             "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us}}
     if opts.flavour == "embedded":
         names = {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
@@ -102,7 +108,7 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
         # TensorRT builds FP16 engines from the portable FP32 graph (it cannot parse ORT's fused
         # contrib ops, which the fp16 artifact contains; that one runs on the CUDA provider).
         shapes = {k: ",".join(f"{n}:{b}x{s}" for n in spec.input_names)
-                  for k, (b, s) in {"min": (1, 1), "opt": (16, 128), "max": (opts.max_batch_size, sizes["max_length"])}.items()}
+                  for k, (b, s) in {"min": (1, 1), "opt": (16, 128), "max": (max_batch, sizes["max_length"])}.items()}
         trt = {"precision_mode": "FP16", "max_workspace_size_bytes": 1 << 31, "trt_engine_cache_enable": 1,
                "trt_engine_cache_path": opts.trt_cache_dir, "trt_profile_min_shapes": shapes["min"],
                "trt_profile_opt_shapes": shapes["opt"], "trt_profile_max_shapes": shapes["max"]}
@@ -113,14 +119,16 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
     return config, names
 
 
-def tokenizer_config(name: str, max_length: int, opts: ServingOptions) -> dict:
-    params = {"max_length": max_length, "overlength": opts.overlength, "max_chars": opts.max_chars}
+def tokenizer_config(name: str, max_length: int, opts: ServingOptions, text_inputs: tuple[str, ...] = ("TEXT",),
+                     pair_truncation: str = "longest_first") -> dict:
+    params = {"max_length": max_length, "overlength": opts.overlength, "max_chars": opts.max_chars,
+              "text_inputs": ",".join(text_inputs), "pair_truncation": pair_truncation}
     if opts.flavour == "native":
         # a native encoder batches only equal shapes: pad to a few length buckets
         params["length_buckets"] = ",".join(str(b) for b in DEFAULT_LENGTH_BUCKETS if b < max_length) + f",{max_length}"
     return {
         "name": name, "backend": "python", "max_batch_size": opts.max_batch_size,
-        "input": [pbtxt.tensor("TEXT", "bytes", [1])],
+        "input": [pbtxt.tensor(name, "bytes", [1]) for name in text_inputs],
         "output": [pbtxt.tensor(n, "int64", [-1]) for n in ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")],
         "instance_group": [{"kind": "KIND_CPU", "count": opts.tokenizer_instances}],
         "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us // 2},

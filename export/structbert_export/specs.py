@@ -91,7 +91,34 @@ EMBEDDING = EncoderSpec(
     },
 )
 
-SPECS: dict[str, EncoderSpec] = {spec.family: spec for spec in (EMBEDDING,)}
+_CLASSIFIER_TOLERANCES = {
+    "fp32": Tolerance(max_abs_diff=1e-4, min_cosine=0.99999, min_argmax_agreement=1.0),
+    "fp16": Tolerance(max_abs_diff=5e-2, min_cosine=0.999, min_argmax_agreement=0.95),
+    "int8": Tolerance(max_abs_diff=None, min_cosine=0.95, min_argmax_agreement=0.8),
+}
+
+# Sentence-pair classifiers: encoder + pooler (dense+tanh on [CLS]) + classifier -> logits.
+PAIR_CLASSIFICATION = EncoderSpec(
+    family="pair-classification",
+    triton_name="pair_classifier",
+    inputs=TOKEN_INPUTS,
+    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
+    tolerances=_CLASSIFIER_TOLERANCES,
+    pair_input=True,
+)
+ZERO_SHOT = EncoderSpec(
+    family="zero-shot",
+    triton_name="zero_shot_classifier",
+    inputs=TOKEN_INPUTS,
+    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
+    tolerances=_CLASSIFIER_TOLERANCES,
+    pair_input=True,
+    max_batch_size=128,  # a request fans out into one pair per candidate label
+)
+
+SPECS: dict[str, EncoderSpec] = {spec.family: spec for spec in (EMBEDDING, PAIR_CLASSIFICATION, ZERO_SHOT)}
+# outputs whose argmax is a prediction: validation reports argmax agreement for them
+CLASSIFY_OUTPUTS = ("LOGITS",)
 
 
 def spec_for(family: str) -> EncoderSpec:

@@ -84,3 +84,25 @@ def make_bert_checkpoint(
     torch.save(state, out / "pytorch_model.bin")
     log.warning(BANNER)
     return out
+
+
+# Label sets of the real checkpoints (pipelines.md): similarity "0"/"1"; NLI entailment at 0.
+HEAD_LABELS = {
+    "pair-classification": ["0", "1"],
+    "zero-shot": ["entailment", "neutral", "contradiction"],
+}
+
+
+def make_task_checkpoint(out: str | Path, task: str, size: str = "tiny", *, seed: int = 0) -> Path:
+    """A synthetic checkpoint in the layout the task's real checkpoint has."""
+    if task not in HEAD_LABELS:
+        return make_bert_checkpoint(out, size, seed=seed, task=task)
+    labels = HEAD_LABELS[task]
+    hidden = SIZES[size]["hidden_size"]
+    gen = torch.Generator().manual_seed(seed + 1)
+    # a wide random head so that labels are well separated and argmax checks mean something
+    head = {"classifier.weight": torch.randn(len(labels), hidden, generator=gen) * 0.5,
+            "classifier.bias": torch.zeros(len(labels))}
+    extra = {"id2label": {str(i): name for i, name in enumerate(labels)},
+             "label2id": {name: i for i, name in enumerate(labels)}}
+    return make_bert_checkpoint(out, size, seed=seed, task=task, head=head, extra_config=extra)

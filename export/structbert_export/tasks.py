@@ -8,6 +8,9 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from structbert_serving.classification import id2label_list
+from structbert_serving.zero_shot import MAX_LABELS, NliIndices
+
 from . import pbtxt
 from .artifacts import export_artifact
 from .checkpoint import Checkpoint, load_checkpoint, resolve_model_id
@@ -16,20 +19,21 @@ from .repository import (
     ServingOptions,
     copy_python_model,
     encoder_config,
+    encoder_max_batch_size,
     ensemble_config,
     reset_model_dir,
     step,
     tokenizer_config,
     write_json,
 )
-from .specs import spec_for
-from .synthetic import BANNER, make_bert_checkpoint
+from .specs import CLASSIFY_OUTPUTS, spec_for
+from .synthetic import BANNER, make_task_checkpoint
 from .tokenizer_files import write_tokenizer_json
 from .validation import validate_artifact
 
 log = logging.getLogger(__name__)
 
-TASKS = ("embedding",)
+TASKS = ("embedding", "pair-classification", "zero-shot")
 
 
 @dataclass
@@ -42,6 +46,8 @@ class ExportRequest:
     precision: str = "fp32"
     format: str = "onnx"
     seed: int = 0
+    entailment_index: int | None = None
+    contradiction_index: int | None = None
 
 
 def cache_dir() -> Path:
@@ -59,7 +65,7 @@ def resolve_checkpoint(req: ExportRequest) -> Checkpoint:
         return load_checkpoint(resolve_model_id(req.model_id, cache_dir() / "hub"))
     path = cache_dir() / "synthetic" / f"{req.task}-{req.synthetic}-seed{req.seed}"
     if not (path / "config.json").is_file():
-        make_bert_checkpoint(path, req.synthetic, seed=req.seed, task=req.task)
+        make_task_checkpoint(path, req.task, req.synthetic, seed=req.seed)
     else:
         log.warning(BANNER)
     return load_checkpoint(path)
@@ -74,9 +80,10 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
     module = build_module(req.task, checkpoint)
     artifact = export_artifact(module, spec, checkpoint, version, req.precision, req.format)
     report = validate_artifact(build_module(req.task, checkpoint), spec, checkpoint, artifact,
-                               precision=req.precision, fmt=req.format,
+                               precision=req.precision, fmt=req.format, classify_outputs=CLASSIFY_OUTPUTS,
                                report_path=version / "validation.json")
-    sizes = {"hidden": checkpoint.config.hidden_size, "max_length": checkpoint.max_seq_length}
+    sizes = {"hidden": checkpoint.config.hidden_size, "max_length": checkpoint.max_seq_length,
+             "labels": checkpoint.config.num_labels}
     config, names = encoder_config(spec, sizes, artifact, req.precision, opts)
     if opts.flavour == "embedded":
         copy_python_model(model_dir, "encoder")
@@ -86,18 +93,19 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
         "precision": req.precision, "format": req.format, "flavour": opts.flavour,
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
-                       "min_cosine": report.min_cosine},
+                       "min_cosine": report.min_cosine, "min_argmax_agreement": report.min_argmax_agreement},
         "serving": asdict(opts),
     })
     return sizes, names
 
 
-def export_tokenizer(name: str, checkpoint: Checkpoint, out: Path, opts: ServingOptions) -> None:
+def export_tokenizer(name: str, checkpoint: Checkpoint, out: Path, opts: ServingOptions,
+                     text_inputs: tuple[str, ...] = ("TEXT",), pair_truncation: str = "longest_first") -> None:
     model_dir = out / name
     reset_model_dir(model_dir)
     version = copy_python_model(model_dir, "tokenizer")
     write_tokenizer_json(checkpoint, version / "tokenizer.json")
-    pbtxt.write(model_dir, tokenizer_config(name, checkpoint.max_seq_length, opts))
+    pbtxt.write(model_dir, tokenizer_config(name, checkpoint.max_seq_length, opts, text_inputs, pair_truncation))
 
 
 def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
@@ -147,7 +155,79 @@ def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
     return models
 
 
-EXPORTERS = {"embedding": export_embedding}
+TOKENS = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
+
+
+def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list[str]:
+    """pair_tokenizer -> pair_classifier (LOGITS) -> pair_softmax (PROBS, LABELS); ensemble
+    pair_classification."""
+    checkpoint = resolve_checkpoint(req)
+    sizes, names = export_encoder(req, checkpoint, opts)
+    labels = id2label_list(checkpoint.config.id2label, sizes["labels"])
+    export_tokenizer("pair_tokenizer", checkpoint, req.out, opts, ("TEXT_A", "TEXT_B"), "longest_first")
+    softmax_dir = req.out / "pair_softmax"
+    reset_model_dir(softmax_dir)
+    copy_python_model(softmax_dir, "pair_softmax")
+    n = len(labels)
+    pbtxt.write(softmax_dir, {
+        "name": "pair_softmax", "backend": "python", "max_batch_size": opts.max_batch_size,
+        "input": [pbtxt.tensor("LOGITS", "float32", [n])],
+        "output": [pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])],
+        "instance_group": [{"kind": "KIND_CPU", "count": 1}],
+        "dynamic_batching": {"max_queue_delay_microseconds": 500},
+        "parameters": pbtxt.parameters({"labels": json.dumps(labels, ensure_ascii=False)}),
+    })
+    pbtxt.write(req.out / "pair_classification", ensemble_config(
+        "pair_classification", opts.max_batch_size,
+        [pbtxt.tensor("TEXT_A", "bytes", [1]), pbtxt.tensor("TEXT_B", "bytes", [1])],
+        [pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])],
+        [step("pair_tokenizer", {"TEXT_A": "TEXT_A", "TEXT_B": "TEXT_B"}, {t: t.lower() for t in TOKENS}),
+         step("pair_classifier", {names[t]: t.lower() for t in TOKENS}, {names["LOGITS"]: "logits"}),
+         step("pair_softmax", {"LOGITS": "logits"}, {"PROBS": "PROBS", "LABELS": "LABELS"})]))
+    (req.out / "pair_classification" / "1").mkdir(exist_ok=True)
+    return ["pair_tokenizer", "pair_classifier", "pair_softmax", "pair_classification"]
+
+
+def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
+    """zero_shot_classifier (NLI LOGITS) + the BLS model zero_shot_classification."""
+    checkpoint = resolve_checkpoint(req)
+    sizes, names = export_encoder(req, checkpoint, opts)
+    if sizes["labels"] < 2:
+        raise ValueError(f"{checkpoint.path}: an NLI checkpoint needs at least 2 labels, found {sizes['labels']}")
+    indices = NliIndices.from_label2id(checkpoint.config.label2id, entailment=req.entailment_index,
+                                       contradiction=req.contradiction_index)
+    for which, idx in (("entailment", indices.entailment), ("contradiction", indices.contradiction)):
+        if not 0 <= idx < sizes["labels"]:
+            raise ValueError(f"{which} index {idx} is outside the {sizes['labels']} labels of {checkpoint.path}")
+    spec = spec_for(req.task)
+    model_dir = req.out / "zero_shot_classification"
+    reset_model_dir(model_dir)
+    version = copy_python_model(model_dir, "zero_shot")
+    write_tokenizer_json(checkpoint, version / "tokenizer.json")
+    tokenizer_params = tokenizer_config("x", checkpoint.max_seq_length, opts)["parameters"]
+    params = {k: v["string_value"] for k, v in tokenizer_params.items()}
+    params.update({
+        "encoder_model": spec.triton_name, "encoder_max_batch_size": encoder_max_batch_size(spec, opts),
+        "encoder_tensor_names": json.dumps(names), "max_labels": MAX_LABELS,
+        "entailment_index": indices.entailment, "contradiction_index": indices.contradiction,
+    })
+    pbtxt.write(model_dir, {
+        "name": "zero_shot_classification", "backend": "python", "max_batch_size": opts.max_batch_size,
+        "input": [pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("LABELS", "bytes", [1]),
+                  pbtxt.tensor("HYPOTHESIS_TEMPLATE", "bytes", [1], optional=True),
+                  pbtxt.tensor("MULTI_LABEL", "bool", [1], optional=True)],
+        "output": [pbtxt.tensor("RESULT", "bytes", [1])],
+        # BLS: several instances so one waiting on the encoder does not serialise the others
+        "instance_group": [{"kind": "KIND_CPU", "count": 2}],
+        "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us},
+        "parameters": pbtxt.parameters(params),
+    })
+    log.info("NLI indices: entailment %d, contradiction %d", indices.entailment, indices.contradiction)
+    return [spec.triton_name, "zero_shot_classification"]
+
+
+EXPORTERS = {"embedding": export_embedding, "pair-classification": export_pair_classification,
+             "zero-shot": export_zero_shot}
 
 
 def run_export(req: ExportRequest, opts: ServingOptions | None = None) -> list[str]:

@@ -12,6 +12,9 @@ from tokenizers import Tokenizer
 from .errors import InputError
 
 OVERLENGTH_POLICIES = ("truncate", "reject")
+# pairs: "only_first" cuts only the text (zero-shot: never the hypothesis); "longest_first" is
+# Hugging Face's default (sentence-pair classification, as ModelScope's preprocessor does)
+PAIR_TRUNCATION = ("only_first", "longest_first")
 
 
 @dataclass
@@ -43,16 +46,19 @@ class TextTokenizer:
     """
 
     def __init__(self, path: str | Path, *, max_length: int, overlength: str = "truncate",
-                 length_buckets: Sequence[int] = ()):
+                 length_buckets: Sequence[int] = (), pair_truncation: str = "longest_first"):
         if overlength not in OVERLENGTH_POLICIES:
             raise ValueError(f"overlength must be one of {OVERLENGTH_POLICIES}, not {overlength!r}")
+        if pair_truncation not in PAIR_TRUNCATION:
+            raise ValueError(f"pair_truncation must be one of {PAIR_TRUNCATION}, not {pair_truncation!r}")
+        self.pair_truncation = pair_truncation
         self.max_length = int(max_length)
         self.overlength = overlength
         self.length_buckets = sorted(int(b) for b in length_buckets if int(b) <= self.max_length)
         self._tokenizer = Tokenizer.from_file(str(path))
         self._tokenizer.no_padding()
         if overlength == "truncate":
-            self._tokenizer.enable_truncation(self.max_length)
+            self._tokenizer.enable_truncation(self.max_length, strategy=pair_truncation)
         else:
             self._tokenizer.no_truncation()
         self.pad_id = self._tokenizer.token_to_id("[PAD]") or 0
@@ -63,10 +69,17 @@ class TextTokenizer:
             raise result
         return result
 
-    def encode_many(self, groups: Sequence[Sequence[str]], name: str = "TEXT") -> list[Batch | InputError]:
-        """Tokenise the texts of many requests in one call; a bad text fails only its own request."""
+    def encode_many(self, groups: Sequence[Sequence[str | tuple[str, str]]], name: str = "TEXT"
+                    ) -> list[Batch | InputError]:
+        """Tokenise the texts (or (text, pair) tuples) of many requests in one call; a bad text fails
+        only its own request. Pairs: ``[CLS] a [SEP] b [SEP]``, token type 1 for b and its [SEP]."""
         flat = [text for group in groups for text in group]
-        encodings = self._tokenizer.encode_batch(flat) if flat else []
+        try:
+            encodings = self._tokenizer.encode_batch(flat) if flat else []
+        except Exception:  # e.g. a hypothesis longer than max_length: find the culprit request
+            if len(groups) == 1:
+                return [InputError(self._pair_error(name))]
+            return [r for group in groups for r in self.encode_many([group], name)]
         results: list[Batch | InputError] = []
         start = 0
         for group in groups:
@@ -77,6 +90,10 @@ class TextTokenizer:
             except InputError as exc:
                 results.append(exc)
         return results
+
+    def _pair_error(self, name: str) -> str:
+        return (f"{name}: a second sequence (hypothesis/pair) alone is longer than the {self.max_length}-token "
+                f"maximum, and only the first text may be truncated; shorten it")
 
     def _check_and_pad(self, encodings, name: str) -> Batch:
         for i, enc in enumerate(encodings):

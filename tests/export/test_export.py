@@ -16,7 +16,7 @@ from structbert_export import pbtxt
 from structbert_export.artifacts import export_artifact
 from structbert_export.checkpoint import CheckpointError, load_checkpoint
 from structbert_export.modules import build_bert, build_module
-from structbert_export.specs import Tolerance, spec_for
+from structbert_export.specs import CLASSIFY_OUTPUTS, Tolerance, spec_for
 from structbert_export.validation import ValidationError, validate_artifact
 from tests.conftest import export_repo
 
@@ -38,6 +38,24 @@ def test_every_artifact_validates_and_reports(tiny_checkpoint, tmp_path, precisi
         assert data["max_abs_diff"] < 1e-4
     else:  # drift is shown, not hidden
         assert data["max_abs_diff"] > 0
+
+
+@pytest.mark.parametrize("task", ["zero-shot", "pair-classification"])
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_classifiers_report_argmax_agreement(request, tmp_path, task, precision):
+    checkpoint_dir = request.getfixturevalue("nli_checkpoint" if task == "zero-shot" else "pair_checkpoint")
+    checkpoint = load_checkpoint(checkpoint_dir)
+    spec = spec_for(task)
+    artifact = export_artifact(build_module(task, checkpoint), spec, checkpoint, tmp_path, precision, "onnx")
+    report = validate_artifact(build_module(task, checkpoint), spec, checkpoint, artifact, precision=precision,
+                               fmt="onnx", classify_outputs=CLASSIFY_OUTPUTS)
+    assert report.passed and report.min_argmax_agreement is not None
+    assert all(c.argmax_agreement is not None for c in report.cases)
+
+
+def test_classifier_needs_a_head(tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="no classifier head"):
+        build_module("zero-shot", load_checkpoint(tiny_checkpoint))
 
 
 def test_validation_miss_is_an_error_with_report(tiny_checkpoint, tmp_path):
@@ -82,7 +100,13 @@ def all_configs(repo: Path) -> dict[str, object]:
 def test_embedded_repository_configs_parse(tiny_repo):
     configs = all_configs(tiny_repo)
     assert set(configs) == {"embedding_tokenizer", "embedding_encoder", "cosine_similarity", "text_embedding",
-                            "sentence_similarity"}
+                            "sentence_similarity", "zero_shot_classifier", "zero_shot_classification",
+                            "pair_tokenizer", "pair_classifier", "pair_softmax", "pair_classification"}
+    assert configs["zero_shot_classifier"].max_batch_size == 128  # fan-out: one row per label
+    assert configs["pair_classifier"].output[0].dims == [2]
+    zs = configs["zero_shot_classification"]
+    assert {i.name: i.optional for i in zs.input} == {"TEXT": False, "LABELS": False,
+                                                      "HYPOTHESIS_TEMPLATE": True, "MULTI_LABEL": True}
     encoder = configs["embedding_encoder"]
     assert encoder.backend == "python" and all(i.allow_ragged_batch for i in encoder.input)
     assert encoder.output[0].dims == [64]  # hidden size of the tiny model, from the spec
@@ -92,9 +116,14 @@ def test_embedded_repository_configs_parse(tiny_repo):
 
 
 @pytest.mark.parametrize("fmt,platform", [("onnx", "onnxruntime_onnx"), ("torchscript", "pytorch_libtorch")])
-def test_native_flavour_configs_parse(tiny_checkpoint, tmp_path, fmt, platform):
+def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path, fmt, platform):
     repo = export_repo(tmp_path / "native", task="embedding", model_dir=tiny_checkpoint, format=fmt,
                        opts={"flavour": "native"})
+    export_repo(repo, task="zero-shot", model_dir=nli_checkpoint, format=fmt, opts={"flavour": "native"})
+    zs = all_configs(repo)["zero_shot_classification"]
+    tensor_names = json.loads(zs.parameters["encoder_tensor_names"].string_value)
+    assert tensor_names["LOGITS"] == ("LOGITS__0" if fmt == "torchscript" else "LOGITS")
+    assert zs.parameters["length_buckets"].string_value.endswith("512")
     configs = all_configs(repo)
     encoder = configs["embedding_encoder"]
     assert encoder.platform == platform
