@@ -11,7 +11,7 @@ from pathlib import Path
 
 log = logging.getLogger("structbert_triton")
 
-TASKS = ("embedding", "pair-classification", "zero-shot")
+TASKS = ("embedding", "pair-classification", "zero-shot", "uie")
 
 
 def _export_parser(sub) -> None:

@@ -55,12 +55,24 @@ def pair_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint) -> Path:
+def uie_checkpoint(tmp_path_factory) -> Path:
+    from structbert_export.synthetic import make_task_checkpoint
+
+    return make_task_checkpoint(tmp_path_factory.mktemp("ckpt") / "uie-tiny", "uie", "tiny", seed=5)
+
+
+def jsonl(name: str, key: str = "text") -> list[str]:
+    return [json.loads(line)[key] for line in (DATA / name).read_text().splitlines()]
+
+
+@pytest.fixture(scope="session")
+def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint) -> Path:
     """One repository with every task (FP32 ONNX, embedded flavour) from tiny synthetic checkpoints."""
     out = tmp_path_factory.mktemp("repo") / "tiny"
     export_repo(out, task="embedding", model_dir=tiny_checkpoint)
     export_repo(out, task="zero-shot", model_dir=nli_checkpoint)
     export_repo(out, task="pair-classification", model_dir=pair_checkpoint)
+    export_repo(out, task="uie", model_dir=uie_checkpoint)
     return out
 
 

@@ -11,6 +11,7 @@ from .errors import (
     ServerUnavailableError,
     StructBertError,
 )
+from .records import paths_to_records
 
 __all__ = [
     "InvalidInputError",
@@ -20,5 +21,6 @@ __all__ = [
     "ServerUnavailableError",
     "StructBertClient",
     "StructBertError",
+    "paths_to_records",
 ]
 __version__ = "0.1.0"

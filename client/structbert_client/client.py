@@ -42,6 +42,16 @@ def _pairs(texts_a, texts_b) -> tuple[list[str], list[str], bool]:
     return a, b, single_a and single_b
 
 
+def _check_schema_keys(schema, where: str = "schema") -> None:
+    """JSON turns non-string keys into strings silently; refuse them instead."""
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        if not isinstance(key, str):
+            raise InvalidInputError(f"{where} has a {type(key).__name__} key {key!r}; types must be strings")
+        _check_schema_keys(value, f"{where}[{key!r}]")
+
+
 def _str(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
@@ -192,6 +202,32 @@ class StructBertClient:
                 "LABELS": self._texts([encoded_labels] * n),
                 "HYPOTHESIS_TEMPLATE": self._texts([hypothesis_template] * n),
                 "MULTI_LABEL": np.full((n, 1), bool(multi_label)),
+            }, ["RESULT"])
+            results.extend(json.loads(_str(row)) for row in out["RESULT"].reshape(-1))
+        return results[0] if single else results
+
+    def extract(self, texts: str | Sequence[str], schema: dict | str, *, output_all_prefix: bool = False
+                ) -> list[list[dict]] | list[list[list[dict]]]:
+        """SiameseUIE extraction. For one text: a list of paths, each a list of
+        ``{"type", "span", "offset": [start, end]}`` from the top schema level down; for a list of
+        texts, one such list per text. ``schema``: e.g. ``{"人物": {"任职": None}, "组织机构": None}``.
+        :func:`structbert_client.paths_to_records` flattens paths into ``{type: span}`` records.
+        """
+        items, single = _as_list(texts, "texts")
+        if isinstance(schema, str):
+            encoded = schema
+        else:
+            _check_schema_keys(schema)
+            try:
+                encoded = json.dumps(schema, ensure_ascii=False)
+            except (TypeError, ValueError) as exc:
+                raise InvalidInputError(f"schema is not JSON-serialisable: {exc}") from None
+        results: list[list[list[dict]]] = []
+        for s in self._chunks(len(items)):
+            n = len(items[s])
+            out = self._call("information_extraction", {
+                "TEXT": self._texts(items[s]), "SCHEMA": self._texts([encoded] * n),
+                "OUTPUT_ALL_PREFIX": np.full((n, 1), bool(output_all_prefix)),
             }, ["RESULT"])
             results.extend(json.loads(_str(row)) for row in out["RESULT"].reshape(-1))
         return results[0] if single else results

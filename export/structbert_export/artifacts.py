@@ -21,9 +21,13 @@ PRECISIONS = ("fp32", "fp16", "int8")
 FORMATS = ("onnx", "torchscript")
 
 
-def example_inputs(spec: EncoderSpec, batch: int, seq: int, *, vocab_size: int, seed: int = 0):
-    """Token ids with [CLS]/[SEP], right padding of varying length, token types for pair families."""
+def example_inputs(spec: EncoderSpec, batch: int, seq: int, *, vocab_size: int, seed: int = 0,
+                   hidden: int = 0):
+    """Token ids with [CLS]/[SEP], right padding of varying length, token types for pair families;
+    for SiameseUIE's cross part, random hidden states with padded text and hint masks."""
     gen = torch.Generator().manual_seed(seed)
+    if spec.example_kind == "uie-cross":
+        return _uie_cross_inputs(batch, seq, hidden, gen)
     ids = torch.randint(1000, vocab_size, (batch, seq), generator=gen)
     lengths = torch.randint(2, seq + 1, (batch,), generator=gen)
     lengths[0] = seq  # one row always fills the sequence
@@ -36,15 +40,31 @@ def example_inputs(spec: EncoderSpec, batch: int, seq: int, *, vocab_size: int, 
     if spec.pair_input:
         split = (lengths // 2).unsqueeze(1)
         types = ((positions >= split) & (mask == 1)).long()
-    feeds = {"INPUT_IDS": ids, "ATTENTION_MASK": mask, "TOKEN_TYPE_IDS": types}
+    # hints: positions continue after a text window of some length W
+    offset = torch.randint(0, 512 - seq + 1, (batch, 1), generator=gen) if seq < 512 else torch.zeros(batch, 1)
+    feeds = {"INPUT_IDS": ids, "ATTENTION_MASK": mask, "TOKEN_TYPE_IDS": types,
+             "POSITION_IDS": (positions + offset).long()}
     return tuple(feeds[name] for name in spec.input_names)
+
+
+def _uie_cross_inputs(batch: int, seq: int, hidden: int, gen: torch.Generator):
+    hint = max(3, seq // 3)
+
+    def masked(length: int):
+        lengths = torch.randint(1, length + 1, (batch,), generator=gen)
+        lengths[0] = length
+        return (torch.arange(length).unsqueeze(0) < lengths.unsqueeze(1)).long()
+
+    return (torch.randn(batch, seq, hidden, generator=gen), masked(seq),
+            torch.randn(batch, hint, hidden, generator=gen), masked(hint))
 
 
 def export_onnx(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, out: Path, precision: str) -> Path:
     """FP32 export (legacy exporter, eager attention); FP16 = ORT BERT fusions + float16 with FP32 IO;
     INT8 = ORT BERT fusions + dynamic quantisation of the weights (for CPU serving)."""
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = example_inputs(spec, *spec.trace_shape, vocab_size=checkpoint.config.vocab_size)
+    example = example_inputs(spec, *spec.trace_shape, vocab_size=checkpoint.config.vocab_size,
+                             hidden=checkpoint.config.hidden_size)
     raw = out.with_name(out.stem + ".fp32-raw.onnx") if precision != "fp32" else out
     with step(f"exporting {spec.family} to ONNX (opset {spec.opset})"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -111,10 +131,27 @@ def _quantize_int8(optimized, out: Path) -> None:
     optimized.save_model_to_file(str(tmp))
     try:
         with step("dynamic INT8 quantisation of MatMul/Attention weights"):
+            # MatMul/Attention carry the compute; the quantised EmbedLayerNormalization ignores
+            # explicit position ids (SiameseUIE hints need them), so embeddings stay float
             quantize_dynamic(str(tmp), str(out), weight_type=QuantType.QInt8, per_channel=True,
+                             op_types_to_quantize=["MatMul", "Attention"],
                              extra_options={"DefaultTensorType": TensorProto.FLOAT})
     finally:
         tmp.unlink(missing_ok=True)
+
+
+class HalfIO(nn.Module):
+    """Run a float16 module behind float32 inputs and outputs (like ONNX's keep_io_types)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module.half()
+
+    def forward(self, *inputs):
+        out = self.module(*[x.half() if x.is_floating_point() else x for x in inputs])
+        if isinstance(out, tuple):
+            return tuple(o.float() for o in out)
+        return out.float()
 
 
 def export_torchscript(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, out: Path,
@@ -122,9 +159,10 @@ def export_torchscript(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpo
     if precision == "int8":
         raise ValueError("INT8 is an ONNX Runtime CPU artifact; use --format onnx for --precision int8")
     out.parent.mkdir(parents=True, exist_ok=True)
-    example = example_inputs(spec, *spec.trace_shape, vocab_size=checkpoint.config.vocab_size)
+    example = example_inputs(spec, *spec.trace_shape, vocab_size=checkpoint.config.vocab_size,
+                             hidden=checkpoint.config.hidden_size)
     if precision == "fp16":
-        module = module.half()
+        module = HalfIO(module)
     with step(f"tracing {spec.family} to TorchScript"), warnings.catch_warnings(), torch.inference_mode():
         warnings.simplefilter("ignore")
         traced = torch.jit.trace(module, example, check_trace=False, strict=False)

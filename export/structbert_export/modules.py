@@ -82,6 +82,84 @@ def build_classifier(checkpoint: Checkpoint) -> SequenceClassifier:
     return SequenceClassifier(build_bert(checkpoint, add_pooling_layer=True), classifier).eval()
 
 
+UIE_CROSS_LAYERS = 6
+MASK_PENALTY = -10000.0  # added to masked attention scores and to logits at masked positions
+
+
+class UieEncoder(nn.Module):
+    """SiameseUIE's encoder: embeddings + the first L-6 layers, explicit token types and positions
+    (hints use token type 1 and positions W, W+1, ... after the text window they meet)."""
+
+    def __init__(self, plm: BertModel):
+        super().__init__()
+        self.plm = plm
+
+    def forward(self, input_ids, attention_mask, token_type_ids, position_ids):
+        return self.plm(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+                        position_ids=position_ids).last_hidden_state
+
+
+class UieCross(nn.Module):
+    """The last 6 layers over [window ; hint] with the joint mask, then the head/tail pointers on the
+    window positions; masked positions get ``+ (1 - mask) * -10000``."""
+
+    def __init__(self, cross: nn.Module, head: nn.Linear, tail: nn.Linear):
+        super().__init__()
+        self.cross = cross
+        self.head_clsf = head
+        self.tail_clsf = tail
+
+    def forward(self, text_hidden, text_mask, hint_hidden, hint_mask):
+        hidden = torch.cat([text_hidden, hint_hidden], dim=1)
+        mask = torch.cat([text_mask, hint_mask], dim=1).to(hidden.dtype)
+        additive = (1.0 - mask)[:, None, None, :] * MASK_PENALTY
+        out = self.cross(hidden, attention_mask=additive)[0][:, : text_hidden.size(1)]
+        penalty = (1.0 - text_mask.to(out.dtype)) * MASK_PENALTY
+        head = self.head_clsf(out).squeeze(-1) + penalty
+        tail = self.tail_clsf(out).squeeze(-1) + penalty
+        return head.float(), tail.float()
+
+
+def _uie_configs(checkpoint: Checkpoint):
+    import copy
+
+    total = checkpoint.config.num_hidden_layers
+    cross_layers = sum(1 for k in checkpoint.state_dict if k.startswith("crossattention.layer.")
+                       and k.endswith(".attention.self.query.weight"))
+    plm_layers = sum(1 for k in checkpoint.state_dict if k.startswith("plm.encoder.layer.")
+                     and k.endswith(".attention.self.query.weight"))
+    if cross_layers != UIE_CROSS_LAYERS or plm_layers + cross_layers != total:
+        raise CheckpointError(
+            f"{checkpoint.path}: not a SiameseUIE checkpoint: expected plm.encoder.layer.0..{total - 7} and "
+            f"crossattention.layer.0..5, found {plm_layers} plm and {cross_layers} cross layers")
+    plm_config = copy.deepcopy(checkpoint.config)
+    plm_config.num_hidden_layers = plm_layers
+    cross_config = copy.deepcopy(checkpoint.config)
+    cross_config.num_hidden_layers = cross_layers
+    cross_config._attn_implementation = "eager"
+    return plm_config, cross_config
+
+
+def build_uie_encoder(checkpoint: Checkpoint) -> UieEncoder:
+    plm_config, _ = _uie_configs(checkpoint)
+    view = Checkpoint(checkpoint.path, plm_config, checkpoint.state_dict, checkpoint.vocab_file,
+                      checkpoint.tokenizer_file, checkpoint.model_type, checkpoint.raw_config)
+    return UieEncoder(build_bert(view)).eval()
+
+
+def build_uie_cross(checkpoint: Checkpoint) -> UieCross:
+    from transformers.models.bert.modeling_bert import BertEncoder
+
+    _, cross_config = _uie_configs(checkpoint)
+    cross = BertEncoder(cross_config)
+    cross.load_state_dict({"layer." + k: v for k, v in checkpoint.submodule_state("crossattention.layer.").items()})
+    hidden = checkpoint.config.hidden_size
+    head, tail = nn.Linear(hidden, 1), nn.Linear(hidden, 1)
+    head.load_state_dict(checkpoint.submodule_state("head_clsf."))
+    tail.load_state_dict(checkpoint.submodule_state("tail_clsf."))
+    return UieCross(cross, head, tail).eval()
+
+
 # Node-name prefixes (module scopes in the ONNX graph) that must stay float32 in FP16 artifacts.
 FP32_SCOPES: dict[str, tuple[str, ...]] = {"embedding": ("/pooling/",)}
 
@@ -91,4 +169,8 @@ def build_module(family: str, checkpoint: Checkpoint) -> nn.Module:
         return MeanPooledEncoder(build_bert(checkpoint)).eval()
     if family in ("pair-classification", "zero-shot"):
         return build_classifier(checkpoint)
+    if family == "uie-encoder":
+        return build_uie_encoder(checkpoint)
+    if family == "uie-cross":
+        return build_uie_cross(checkpoint)
     raise ValueError(f"no module for family {family!r}")

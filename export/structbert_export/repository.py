@@ -90,6 +90,7 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
             "parameters": pbtxt.parameters({
                 "artifact": artifact.name, "device": opts.device, "intra_op_threads": opts.intra_op_threads,
                 "max_batch_tokens": opts.max_batch_tokens, "precision": precision,
+                "mask_groups": json.dumps(spec.mask_groups()),
             }),
         }
         return config, names

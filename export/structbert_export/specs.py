@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 # Symbolic dims: "batch" and "sequence" are dynamic; others are resolved from the checkpoint config.
-DYNAMIC = ("batch", "sequence")
+DYNAMIC = ("batch", "sequence", "hint_sequence")
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class EncoderSpec:
     trace_shape: tuple[int, int] = (2, 16)
     # pair families draw token types 0/1; single-sequence families use all-zero token types
     pair_input: bool = False
+    # what validation feeds the graph: "tokens" (ids, masks, types[, positions]) or "uie-cross"
+    example_kind: str = "tokens"
 
     @property
     def input_names(self) -> list[str]:
@@ -64,6 +66,13 @@ class EncoderSpec:
     @property
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
+
+    def mask_groups(self) -> dict[str, str]:
+        """Tensor name -> the mask input giving its true length along dim 1 (for ragged batching).
+        Tensors without a sequence dim (pooled outputs, logits per label) are left out."""
+        masks = {t.dims[1]: t.name for t in self.inputs if t.name.endswith("MASK") and len(t.dims) > 1}
+        return {t.name: masks[t.dims[1]] for t in (*self.inputs, *self.outputs)
+                if len(t.dims) > 1 and t.dims[1] in masks}
 
     def dynamic_axes(self) -> dict[str, dict[int, str]]:
         axes: dict[str, dict[int, str]] = {}
@@ -116,7 +125,45 @@ ZERO_SHOT = EncoderSpec(
     max_batch_size=128,  # a request fans out into one pair per candidate label
 )
 
-SPECS: dict[str, EncoderSpec] = {spec.family: spec for spec in (EMBEDDING, PAIR_CLASSIFICATION, ZERO_SHOT)}
+_HIDDEN_TOLERANCES = {
+    "fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.99999),
+    "fp16": Tolerance(max_abs_diff=5e-2, min_cosine=0.999),
+    "int8": Tolerance(max_abs_diff=None, min_cosine=0.95),
+}
+
+# SiameseUIE, split in two: embeddings + the first L-6 layers (text windows and hints) ...
+UIE_ENCODER = EncoderSpec(
+    family="uie-encoder",
+    triton_name="uie_encoder",
+    inputs=(*TOKEN_INPUTS, TensorSpec("POSITION_IDS", "int64", ("batch", "sequence"))),
+    outputs=(TensorSpec("HIDDEN", "float32", ("batch", "sequence", "hidden")),),
+    tolerances=_HIDDEN_TOLERANCES,
+    max_batch_size=128,
+)
+# ... and the last 6 layers over [window ; hint] with the joint mask, then head/tail pointers.
+UIE_CROSS = EncoderSpec(
+    family="uie-cross",
+    triton_name="uie_cross",
+    inputs=(
+        TensorSpec("TEXT_HIDDEN", "float32", ("batch", "sequence", "hidden")),
+        TensorSpec("TEXT_MASK", "int64", ("batch", "sequence")),
+        TensorSpec("HINT_HIDDEN", "float32", ("batch", "hint_sequence", "hidden")),
+        TensorSpec("HINT_MASK", "int64", ("batch", "hint_sequence")),
+    ),
+    outputs=(TensorSpec("HEAD_LOGITS", "float32", ("batch", "sequence")),
+             TensorSpec("TAIL_LOGITS", "float32", ("batch", "sequence"))),
+    tolerances={
+        "fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.99999),
+        "fp16": Tolerance(max_abs_diff=1e-1, min_cosine=0.999),
+        "int8": Tolerance(max_abs_diff=None, min_cosine=0.95),
+    },
+    max_batch_size=128,
+    example_kind="uie-cross",
+)
+
+SPECS: dict[str, EncoderSpec] = {
+    spec.family: spec for spec in (EMBEDDING, PAIR_CLASSIFICATION, ZERO_SHOT, UIE_ENCODER, UIE_CROSS)
+}
 # outputs whose argmax is a prediction: validation reports argmax agreement for them
 CLASSIFY_OUTPUTS = ("LOGITS",)
 

@@ -93,8 +93,41 @@ HEAD_LABELS = {
 }
 
 
+def make_uie_checkpoint(out: str | Path, size: str = "tiny", *, seed: int = 0) -> Path:
+    """SiameseUIE layout: ``plm.*`` (L-6 layers), ``crossattention.layer.{0..5}``, ``head_clsf``,
+    ``tail_clsf``. The pointer heads are scaled so that raw logits straddle the 0.5 threshold:
+    spans do appear, and decoding is exercised."""
+    out = Path(out)
+    config = synthetic_config(size)
+    torch.manual_seed(seed)
+    model = BertModel(config, add_pooling_layer=False).eval()
+    plm_layers = config.num_hidden_layers - 6
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.endswith("position_ids"):
+            continue
+        if key.startswith("encoder.layer."):
+            index = int(key.split(".")[2])
+            rest = key.split(".", 3)[3]
+            if index >= plm_layers:
+                state[f"crossattention.layer.{index - plm_layers}.{rest}"] = value
+                continue
+        state[f"plm.{key}"] = value
+    gen = torch.Generator().manual_seed(seed + 2)
+    hidden = config.hidden_size
+    for name, bias in (("head_clsf", -0.9), ("tail_clsf", -0.4)):
+        state[f"{name}.weight"] = torch.randn(1, hidden, generator=gen) / hidden ** 0.5
+        state[f"{name}.bias"] = torch.tensor([bias])
+    _write_common(out, config, "siamese-uie")
+    torch.save(state, out / "pytorch_model.bin")
+    log.warning(BANNER)
+    return out
+
+
 def make_task_checkpoint(out: str | Path, task: str, size: str = "tiny", *, seed: int = 0) -> Path:
     """A synthetic checkpoint in the layout the task's real checkpoint has."""
+    if task == "uie":
+        return make_uie_checkpoint(out, size, seed=seed)
     if task not in HEAD_LABELS:
         return make_bert_checkpoint(out, size, seed=seed, task=task)
     labels = HEAD_LABELS[task]

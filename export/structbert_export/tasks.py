@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from structbert_serving.classification import id2label_list
+from structbert_serving.uie import MAX_TEXT_TOKENS
 from structbert_serving.zero_shot import MAX_LABELS, NliIndices
 
 from . import pbtxt
@@ -33,7 +34,7 @@ from .validation import validate_artifact
 
 log = logging.getLogger(__name__)
 
-TASKS = ("embedding", "pair-classification", "zero-shot")
+TASKS = ("embedding", "pair-classification", "zero-shot", "uie")
 
 
 @dataclass
@@ -71,15 +72,17 @@ def resolve_checkpoint(req: ExportRequest) -> Checkpoint:
     return load_checkpoint(path)
 
 
-def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOptions) -> tuple[dict, dict[str, str]]:
+def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOptions,
+                   family: str | None = None) -> tuple[dict, dict[str, str]]:
     """Export + validate the family's encoder into ``<repo>/<encoder>/1``; write its config."""
-    spec = spec_for(req.task)
+    family = family or req.task
+    spec = spec_for(family)
     model_dir = req.out / spec.triton_name
     reset_model_dir(model_dir)
     version = model_dir / "1"
-    module = build_module(req.task, checkpoint)
+    module = build_module(family, checkpoint)
     artifact = export_artifact(module, spec, checkpoint, version, req.precision, req.format)
-    report = validate_artifact(build_module(req.task, checkpoint), spec, checkpoint, artifact,
+    report = validate_artifact(build_module(family, checkpoint), spec, checkpoint, artifact,
                                precision=req.precision, fmt=req.format, classify_outputs=CLASSIFY_OUTPUTS,
                                report_path=version / "validation.json")
     sizes = {"hidden": checkpoint.config.hidden_size, "max_length": checkpoint.max_seq_length,
@@ -89,7 +92,7 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
         copy_python_model(model_dir, "encoder")
     pbtxt.write(model_dir, config)
     write_json(version / "export.json", {
-        "task": req.task, "source": str(checkpoint.path), "synthetic": bool(req.synthetic),
+        "task": req.task, "family": family, "source": str(checkpoint.path), "synthetic": bool(req.synthetic),
         "precision": req.precision, "format": req.format, "flavour": opts.flavour,
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
@@ -226,8 +229,37 @@ def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
     return [spec.triton_name, "zero_shot_classification"]
 
 
+def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
+    """uie_encoder (first L-6 layers) + uie_cross (last 6 + pointers) + the BLS model
+    information_extraction that walks the schema."""
+    checkpoint = resolve_checkpoint(req)
+    _, encoder_names = export_encoder(req, checkpoint, opts, "uie-encoder")
+    _, cross_names = export_encoder(req, checkpoint, opts, "uie-cross")
+    encoder_spec, cross_spec = spec_for("uie-encoder"), spec_for("uie-cross")
+    model_dir = req.out / "information_extraction"
+    reset_model_dir(model_dir)
+    version = copy_python_model(model_dir, "uie")
+    write_tokenizer_json(checkpoint, version / "tokenizer.json")
+    pbtxt.write(model_dir, {
+        "name": "information_extraction", "backend": "python", "max_batch_size": opts.max_batch_size,
+        "input": [pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("SCHEMA", "bytes", [1]),
+                  pbtxt.tensor("OUTPUT_ALL_PREFIX", "bool", [1], optional=True)],
+        "output": [pbtxt.tensor("RESULT", "bytes", [1])],
+        "instance_group": [{"kind": "KIND_CPU", "count": 2}],
+        "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us},
+        "parameters": pbtxt.parameters({
+            "encoder_model": encoder_spec.triton_name, "cross_model": cross_spec.triton_name,
+            "encoder_max_batch_size": min(encoder_max_batch_size(encoder_spec, opts),
+                                          encoder_max_batch_size(cross_spec, opts)),
+            "tensor_names": json.dumps({**encoder_names, **cross_names}), "max_text_tokens": MAX_TEXT_TOKENS,
+            "max_chars": opts.max_chars,
+        }),
+    })
+    return [encoder_spec.triton_name, cross_spec.triton_name, "information_extraction"]
+
+
 EXPORTERS = {"embedding": export_embedding, "pair-classification": export_pair_classification,
-             "zero-shot": export_zero_shot}
+             "zero-shot": export_zero_shot, "uie": export_uie}
 
 
 def run_export(req: ExportRequest, opts: ServingOptions | None = None) -> list[str]:

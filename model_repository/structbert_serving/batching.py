@@ -29,8 +29,9 @@ def plan_chunks(lengths: Sequence[int], *, max_tokens: int, max_rows: int) -> li
 
 
 def gather_padded(rows: Sequence[np.ndarray], width: int, pad: int = 0) -> np.ndarray:
-    """Stack 1-D rows into [len(rows), width], right-padded with ``pad`` (rows longer are cut)."""
-    out = np.full((len(rows), width), pad, dtype=rows[0].dtype)
+    """Stack rows ([L, ...] each) into [len(rows), width, ...], right-padded with ``pad`` along the
+    first axis (longer rows are cut)."""
+    out = np.full((len(rows), width, *rows[0].shape[1:]), pad, dtype=rows[0].dtype)
     for i, row in enumerate(rows):
         n = min(len(row), width)
         out[i, :n] = row[:n]

@@ -1,9 +1,15 @@
-"""Serve an encoder artifact to a dynamic batch of requests with different sequence lengths."""
+"""Serve an encoder artifact to a dynamic batch of requests with different sequence lengths.
+
+Each input (and each per-token output) belongs to a *mask group*: the mask input whose row sums
+give its true length (token encoders: everything follows ATTENTION_MASK; SiameseUIE's cross part:
+TEXT_* follow TEXT_MASK, HINT_* follow HINT_MASK). Rows of all requests are sorted by length and run
+in chunks bounded by a token budget, each group padded to its own longest row in the chunk.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -11,38 +17,47 @@ from .batching import gather_padded, plan_chunks
 from .errors import InputError
 from .runtime import Runner
 
-MASK = "ATTENTION_MASK"
+TOKEN_MASK = "ATTENTION_MASK"
 
 
 @dataclass
 class EncoderSettings:
-    max_tokens: int = 16384  # padded tokens per runtime call
+    max_tokens: int = 16384  # padded tokens per runtime call (summed over mask groups)
     max_rows: int = 64
-    pad_id: int = 0
+    # tensor name -> its mask input; names absent here (pooled outputs) have no sequence dim
+    mask_groups: dict[str, str] = field(default_factory=dict)
 
 
 class RaggedEncoder:
-    """Takes per-request token tensors ([n_i, L_i] each), runs all rows in length-sorted chunks
-    bounded by a token budget, and gives each request its own outputs back.
-
-    Per-token outputs ([rows, L, ...]) are cut back to each request's own L_i.
-    """
+    """Per-request tensors in ([n_i, L_i, ...] each), per-request outputs back, rows run in
+    length-sorted chunks. Per-token outputs are cut back (or zero-padded) to each request's L_i."""
 
     def __init__(self, runner: Runner, input_names: Sequence[str], settings: EncoderSettings | None = None):
         self.runner = runner
         self.input_names = list(input_names)
         self.settings = settings or EncoderSettings()
+        groups = dict(self.settings.mask_groups)
+        if not groups:  # token encoder default
+            groups = {name: TOKEN_MASK for name in self.input_names}
+        self.groups = groups
+        self.masks = sorted(set(groups.values()))
 
     def validate(self, feeds: dict[str, np.ndarray]) -> None:
-        shapes = {name: feeds[name].shape for name in self.input_names}
-        first = shapes[self.input_names[0]]
-        if len(first) != 2 or any(shape != first for shape in shapes.values()):
-            raise InputError(f"token inputs must share one [batch, sequence] shape, got {shapes}")
-        if first[1] == 0:
-            raise InputError("token inputs have sequence length 0")
+        rows = {feeds[name].shape[0] for name in self.input_names}
+        if len(rows) != 1:
+            raise InputError(f"inputs disagree on the batch size: { {n: feeds[n].shape for n in self.input_names} }")
+        for name in self.input_names:
+            mask = self.groups.get(name)
+            if mask is None:
+                continue
+            if feeds[name].ndim < 2 or feeds[name].shape[1] != feeds[mask].shape[1]:
+                raise InputError(f"{name} has shape {list(feeds[name].shape)}, but its sequence length must "
+                                 f"match {mask} {list(feeds[mask].shape)}")
+            if feeds[name].shape[1] == 0:
+                raise InputError(f"{name} has sequence length 0")
 
     def run(self, requests: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray] | InputError]:
-        results: list[dict[str, np.ndarray] | InputError] = [None] * len(requests)  # type: ignore[list-item]
+        results: list[dict[str, np.ndarray] | InputError | None] = [None] * len(requests)
         rows: list[tuple[int, int]] = []  # (request index, row in request)
         for r, feeds in enumerate(requests):
             try:
@@ -52,16 +67,17 @@ class RaggedEncoder:
                 continue
             rows.extend((r, i) for i in range(feeds[self.input_names[0]].shape[0]))
         if not rows:
-            return results
-        lengths = [int(requests[r][MASK][i].sum()) for r, i in rows]
+            return results  # type: ignore[return-value]
+        lengths = {m: np.array([int(requests[r][m][i].sum()) for r, i in rows]) for m in self.masks}
+        cost = sum(lengths.values())
         outputs: dict[str, list[np.ndarray | None]] = {}
-        for chunk in plan_chunks(lengths, max_tokens=self.settings.max_tokens, max_rows=self.settings.max_rows):
-            width = max(lengths[j] for j in chunk)
-            feeds = {
-                name: gather_padded([requests[rows[j][0]][name][rows[j][1]] for j in chunk], width,
-                                    self.settings.pad_id if name == "INPUT_IDS" else 0)
-                for name in self.input_names
-            }
+        for chunk in plan_chunks(cost, max_tokens=self.settings.max_tokens, max_rows=self.settings.max_rows):
+            widths = {m: max(1, int(lengths[m][chunk].max())) for m in self.masks}
+            feeds = {}
+            for name in self.input_names:
+                picked = [requests[rows[j][0]][name][rows[j][1]] for j in chunk]
+                mask = self.groups.get(name)
+                feeds[name] = gather_padded(picked, widths[mask]) if mask else np.stack(picked)
             for name, value in self.runner.run(feeds).items():
                 per_row = outputs.setdefault(name, [None] * len(rows))
                 for k, j in enumerate(chunk):
@@ -70,19 +86,13 @@ class RaggedEncoder:
         for r, feeds in enumerate(requests):
             if results[r] is not None:
                 continue
-            n, seq = feeds[self.input_names[0]].shape
+            n = feeds[self.input_names[0]].shape[0]
             span = range(cursor, cursor + n)
             cursor += n
-            results[r] = {name: _stack([per_row[j] for j in span], seq) for name, per_row in outputs.items()}
-        return results
-
-
-def _stack(rows: list[np.ndarray], seq: int) -> np.ndarray:
-    """Stack one request's rows; per-token outputs are padded/cut to the request's own length."""
-    if rows[0].ndim >= 2:
-        out = np.zeros((len(rows), seq, *rows[0].shape[1:]), dtype=rows[0].dtype)
-        for i, row in enumerate(rows):
-            n = min(seq, row.shape[0])
-            out[i, :n] = row[:n]
-        return out
-    return np.stack(rows)
+            out = {}
+            for name, per_row in outputs.items():
+                mask = self.groups.get(name)
+                picked = [per_row[j] for j in span]
+                out[name] = gather_padded(picked, feeds[mask].shape[1]) if mask else np.stack(picked)
+            results[r] = out
+        return results  # type: ignore[return-value]

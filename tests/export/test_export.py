@@ -101,7 +101,12 @@ def test_embedded_repository_configs_parse(tiny_repo):
     configs = all_configs(tiny_repo)
     assert set(configs) == {"embedding_tokenizer", "embedding_encoder", "cosine_similarity", "text_embedding",
                             "sentence_similarity", "zero_shot_classifier", "zero_shot_classification",
-                            "pair_tokenizer", "pair_classifier", "pair_softmax", "pair_classification"}
+                            "pair_tokenizer", "pair_classifier", "pair_softmax", "pair_classification",
+                            "uie_encoder", "uie_cross", "information_extraction"}
+    cross = configs["uie_cross"]
+    groups = json.loads(cross.parameters["mask_groups"].string_value)
+    assert groups["HINT_HIDDEN"] == "HINT_MASK" and groups["HEAD_LOGITS"] == "TEXT_MASK"
+    assert {i.name for i in configs["information_extraction"].input if i.optional} == {"OUTPUT_ALL_PREFIX"}
     assert configs["zero_shot_classifier"].max_batch_size == 128  # fan-out: one row per label
     assert configs["pair_classifier"].output[0].dims == [2]
     zs = configs["zero_shot_classification"]

@@ -55,7 +55,8 @@ def request(rows):
 
 def test_ragged_encoder_splits_results_back():
     runner = FakeRunner()
-    encoder = RaggedEncoder(runner, NAMES, EncoderSettings(max_tokens=8, max_rows=4))
+    groups = {n: "ATTENTION_MASK" for n in [*NAMES, "TOKENS"]}
+    encoder = RaggedEncoder(runner, NAMES, EncoderSettings(max_tokens=8, max_rows=4, mask_groups=groups))
     reqs = [request([[1, 2, 3]]), request([[5], [6, 7, 8, 9, 10]]), request([[4, 4]])]
     bad = {"INPUT_IDS": np.zeros((1, 3), np.int64), "ATTENTION_MASK": np.zeros((1, 2), np.int64),
            "TOKEN_TYPE_IDS": np.zeros((1, 3), np.int64)}
@@ -75,3 +76,33 @@ def test_params_and_cosine():
     assert get_param(params, "missing", "x") == "x" and get_param({"f": "true"}, "f", False) is True
     a = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
     assert cosine(a, a * 3) == pytest.approx([1.0, 1.0])
+
+
+def test_two_mask_groups_pad_independently():
+    """SiameseUIE's cross part: text and hint sequences padded separately, outputs cut to the text."""
+
+    class CrossRunner:
+        output_names = ["HEAD"]
+        device = "cpu"
+
+        def run(self, feeds):
+            assert feeds["TEXT_MASK"].shape[1] == feeds["TEXT_HIDDEN"].shape[1]
+            assert feeds["HINT_MASK"].shape[1] == feeds["HINT_HIDDEN"].shape[1]
+            head = feeds["TEXT_HIDDEN"][..., 0] + feeds["HINT_HIDDEN"][..., 0].sum(1, keepdims=True)
+            return {"HEAD": head}
+
+    groups = {"TEXT_HIDDEN": "TEXT_MASK", "TEXT_MASK": "TEXT_MASK", "HINT_HIDDEN": "HINT_MASK",
+              "HINT_MASK": "HINT_MASK", "HEAD": "TEXT_MASK"}
+    names = ["TEXT_HIDDEN", "TEXT_MASK", "HINT_HIDDEN", "HINT_MASK"]
+
+    def req(text_len, hint_len, pad_text=0):
+        t = np.ones((1, text_len + pad_text, 2), np.float32)
+        tm = np.zeros((1, text_len + pad_text), np.int64)
+        tm[:, :text_len] = 1
+        return {"TEXT_HIDDEN": t, "TEXT_MASK": tm, "HINT_HIDDEN": np.ones((1, hint_len, 2), np.float32),
+                "HINT_MASK": np.ones((1, hint_len), np.int64)}
+
+    encoder = RaggedEncoder(CrossRunner(), names, EncoderSettings(max_tokens=100, max_rows=8, mask_groups=groups))
+    out = encoder.run([req(5, 3), req(2, 7, pad_text=3)])
+    assert out[0]["HEAD"].tolist() == [[4.0] * 5]
+    assert out[1]["HEAD"].shape == (1, 5) and out[1]["HEAD"][0, :2].tolist() == [8.0, 8.0]

@@ -3,6 +3,8 @@ inside the Python backend. Inputs are ragged: requests of different lengths shar
 
 from __future__ import annotations
 
+import json
+
 from structbert_serving import triton_io
 from structbert_serving.encoder import EncoderSettings, RaggedEncoder
 from structbert_serving.params import get_param, model_parameters
@@ -27,6 +29,7 @@ class TritonPythonModel:
         self.encoder = RaggedEncoder(runner, self.input_names, EncoderSettings(
             max_tokens=get_param(params, "max_batch_tokens", 16384),
             max_rows=max(1, int(config.get("max_batch_size", 64))),
+            mask_groups=json.loads(get_param(params, "mask_groups", "{}")),
         ))
 
     def execute(self, requests):
