@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh clone, export every pipeline into build/model_repository, and serve it with the
 # embedded tritonserver (HTTP :8000, gRPC :8001, metrics :8002) until Ctrl-C.
-#   EMBEDDING_MODEL_DIR / ZERO_SHOT_MODEL_DIR / PAIR_MODEL_DIR   real checkpoints per task
+#   EMBEDDING_MODEL_DIR / ZERO_SHOT_MODEL_DIR / PAIR_MODEL_DIR / UIE_MODEL_DIR   real checkpoints
 #   SYNTHETIC=base|large|tiny   size of the random-weight checkpoints otherwise (default: base)
 #   PRECISION=fp32|fp16|int8    (default: fp32)    HOST=0.0.0.0 to listen beyond loopback
 set -euo pipefail
@@ -16,5 +16,6 @@ export_task() {  # export_task TASK CHECKPOINT_DIR
 export_task embedding "${EMBEDDING_MODEL_DIR:-${MODEL_DIR:-}}"
 export_task zero-shot "${ZERO_SHOT_MODEL_DIR:-}"
 export_task pair-classification "${PAIR_MODEL_DIR:-}"
+export_task uie "${UIE_MODEL_DIR:-}"
 exec .venv/bin/structbert-triton serve --model-repository "$REPO" --host "${HOST:-127.0.0.1}" \
   --http-port "${HTTP_PORT:-8000}" --grpc-port "${GRPC_PORT:-8001}" --metrics-port "${METRICS_PORT:-8002}"
