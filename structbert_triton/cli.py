@@ -54,6 +54,36 @@ def _serve_parser(sub) -> None:
     p.add_argument("server_args", nargs=argparse.REMAINDER, help="extra tritonserver flags after --")
 
 
+def _bench_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmark the pipelines on the embedded server against the PyTorch baseline")
+    p.add_argument("--out", type=Path, default=Path("build/bench"), help="output folder (JSON, Markdown, PNG)")
+    p.add_argument("--repository", type=Path, default=None,
+                   help="an exported repository (default: export synthetic checkpoints of --size)")
+    p.add_argument("--size", choices=("tiny", "base", "large"), default="base")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--workloads", default="similarity,zero_shot,uie", help="comma-separated: similarity,zero_shot,uie,pair")
+    p.add_argument("--concurrency", default="1,4,16,64")
+    p.add_argument("--duration-s", type=float, default=10.0, help="per concurrency level")
+    p.add_argument("--baseline-duration-s", type=float, default=20.0)
+    p.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data")
+    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    p.add_argument("--encoder-instances", type=int, default=1)
+    p.add_argument("--intra-op-threads", type=int, default=0)
+
+
+def cmd_bench(args) -> int:
+    from structbert_bench.bench import BenchConfig, run_bench
+
+    cfg = BenchConfig(out=args.out, repository=args.repository, size=args.size, precision=args.precision,
+                      workloads=[w for w in args.workloads.split(",") if w],
+                      concurrency=[int(c) for c in args.concurrency.split(",")], duration_s=args.duration_s,
+                      baseline_duration_s=args.baseline_duration_s, data_dir=args.data_dir, protocol=args.protocol,
+                      encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads)
+    run_bench(cfg)
+    print(f"report: {args.out / 'results.md'}")
+    return 0
+
+
 def cmd_export(args) -> int:
     from structbert_export.checkpoint import CheckpointError
     from structbert_export.repository import ServingOptions
@@ -109,12 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _export_parser(sub)
     _serve_parser(sub)
+    _bench_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils", "fusion_skiplayernorm"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return {"export": cmd_export, "serve": cmd_serve}[args.command](args)
+    return {"export": cmd_export, "serve": cmd_serve, "bench": cmd_bench}[args.command](args)
 
 
 if __name__ == "__main__":

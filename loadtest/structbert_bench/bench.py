@@ -1,0 +1,147 @@
+"""``structbert-triton bench``: our pipelines on the embedded server at a ladder of client
+concurrencies, and the PyTorch eager baseline on the same checkpoints and texts, in one run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import report
+from .measure import RssSampler, closed_loop, summarise
+from .workloads import WORKLOADS, client_call, default_data_dir, payloads
+
+log = logging.getLogger("structbert_bench")
+
+ENCODER_OF_TASK = {"embedding": "embedding_encoder", "zero-shot": "zero_shot_classifier",
+                   "uie": "uie_encoder", "pair-classification": "pair_classifier"}
+
+
+@dataclass
+class BenchConfig:
+    out: Path
+    repository: Path | None = None
+    size: str = "base"
+    precision: str = "fp32"
+    workloads: list[str] = field(default_factory=lambda: ["similarity", "zero_shot", "uie"])
+    concurrency: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
+    duration_s: float = 10.0
+    baseline_duration_s: float = 20.0
+    data_dir: Path | None = None
+    protocol: str = "grpc"
+    encoder_instances: int = 1
+    intra_op_threads: int = 0
+
+
+def machine_info() -> dict:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = os.cpu_count()
+    mem_gb = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    gpu = ""
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    summary = f"{cores} cores ({cpu}), {mem_gb} GiB RAM, " + (f"GPU {gpu}" if gpu else "no GPU")
+    return {"cpu": cpu, "cores": cores, "memory_gib": mem_gb, "gpu": gpu or None, "summary": summary,
+            "python": platform.python_version()}
+
+
+def prepare_repository(cfg: BenchConfig) -> Path:
+    """Export the workloads' tasks with synthetic checkpoints of ``cfg.size`` (reused if present)."""
+    from structbert_export.repository import ServingOptions
+    from structbert_export.tasks import ExportRequest, run_export
+
+    repo = cfg.out / f"repo-{cfg.size}-{cfg.precision}"
+    manifest = repo / "structbert_manifest.json"
+    done = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    opts = ServingOptions(encoder_instances=cfg.encoder_instances, intra_op_threads=cfg.intra_op_threads)
+    for name in cfg.workloads:
+        task = WORKLOADS[name].task
+        if task in done and done[task].get("precision") == cfg.precision:
+            continue
+        log.info("exporting %s (synthetic %s, %s) ...", task, cfg.size, cfg.precision)
+        run_export(ExportRequest(task=task, out=repo, synthetic=cfg.size, precision=cfg.precision), opts)
+    return repo
+
+
+def checkpoint_of(repo: Path, task: str) -> Path:
+    meta = json.loads((repo / ENCODER_OF_TASK[task] / "1" / "export.json").read_text())
+    return Path(meta["source"])
+
+
+def run_baseline(name: str, checkpoint: Path, cfg: BenchConfig, data_dir: Path) -> dict:
+    cmd = [sys.executable, "-m", "structbert_bench.baseline_run", "--workload", name, "--checkpoint",
+           str(checkpoint), "--data-dir", str(data_dir), "--duration-s", str(cfg.baseline_duration_s)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with RssSampler(proc.pid) as rss:
+        out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"baseline {name} failed:\n{err[-2000:]}")
+    data = json.loads(out.strip().splitlines()[-1])
+    stats = summarise(data["latencies_s"], 0, data["seconds"]).as_dict()
+    stats["peak_rss_mb"] = rss.peak_mb
+    stats["torch_threads"] = data["torch_threads"]
+    return stats
+
+
+def run_bench(cfg: BenchConfig) -> dict:
+    from structbert_client import StructBertClient
+    from structbert_serving.embedded_server import EmbeddedServer
+
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    data_dir = cfg.data_dir or default_data_dir()
+    repo = cfg.repository or prepare_repository(cfg)
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["structbert-triton", *sys.argv[1:]]),
+               "machine": machine_info(), "models": f"synthetic {cfg.size}" if cfg.repository is None else str(repo),
+               "precision": cfg.precision, "protocol": cfg.protocol, "duration_s": cfg.duration_s,
+               "data_dir": str(data_dir), "workloads": {}}
+
+    for name in cfg.workloads:  # baselines first, alone on the machine
+        w = WORKLOADS[name]
+        log.info("baseline %s: PyTorch eager, one request at a time ...", name)
+        results["workloads"][name] = {"unit": w.unit, "description": w.description, "model": w.model,
+                                      "baseline": run_baseline(name, checkpoint_of(repo, w.task), cfg, data_dir),
+                                      "server": []}
+
+    with EmbeddedServer(repo) as server:
+        url = server.grpc_url if cfg.protocol == "grpc" else server.http_url
+
+        def make_worker(name: str):
+            def factory():
+                client = StructBertClient(url, protocol=cfg.protocol, retries=0, timeout_s=120)
+                return client_call(name, client)
+            return factory
+
+        for name in cfg.workloads:
+            items = payloads(name, data_dir, 4000, seed=1)
+            warm = make_worker(name)()
+            for p in items[:8]:
+                warm(p)
+            base = results["workloads"][name]["baseline"]
+            for concurrency in cfg.concurrency:
+                log.info("server %s at concurrency %d ...", name, concurrency)
+                with RssSampler(server.process.pid) as rss:
+                    stats = closed_loop(make_worker(name), items, concurrency=concurrency, duration_s=cfg.duration_s)
+                row = {"concurrency": concurrency, **stats.as_dict(), "peak_rss_mb": rss.peak_mb,
+                       "throughput_ratio": round(stats.rps / base["rps"], 3) if base["rps"] else None,
+                       "p50_ratio": round(stats.p50_ms / base["p50_ms"], 3) if base["p50_ms"] else None}
+                results["workloads"][name]["server"].append(row)
+                log.info("  %.2f %s/s, p50 %.1f ms, p99 %.1f ms, errors %d, x%.2f baseline", stats.rps,
+                         WORKLOADS[name].unit, stats.p50_ms, stats.p99_ms, stats.errors, row["throughput_ratio"] or 0)
+    files = report.write(results, cfg.out)
+    log.info("wrote %s", ", ".join(str(f) for f in files))
+    return results

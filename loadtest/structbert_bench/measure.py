@@ -1,0 +1,120 @@
+"""Latency statistics, closed-loop load, and peak memory of a process tree."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass
+class Stats:
+    requests: int
+    errors: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    mean_ms: float
+    peak_rss_mb: float = 0.0
+    error_sample: str = ""
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def summarise(latencies_s: list[float], errors: int, seconds: float, error_sample: str = "") -> Stats:
+    lat = np.asarray(latencies_s, dtype=np.float64) * 1000.0
+    pct = np.percentile(lat, [50, 95, 99]) if lat.size else np.zeros(3)
+    return Stats(requests=int(lat.size), errors=errors, seconds=round(seconds, 3),
+                 rps=round(lat.size / seconds, 3) if seconds else 0.0, p50_ms=round(float(pct[0]), 2),
+                 p95_ms=round(float(pct[1]), 2), p99_ms=round(float(pct[2]), 2),
+                 mean_ms=round(float(lat.mean()) if lat.size else 0.0, 2), error_sample=error_sample[:300])
+
+
+class RssSampler:
+    """Peak resident memory of a process and all its children, sampled in a thread."""
+
+    def __init__(self, pid: int, interval_s: float = 0.2):
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self._interval = interval_s
+        self.peak_bytes = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> int:
+        import psutil
+
+        total = 0
+        try:
+            for proc in [self._process, *self._process.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
+        except psutil.Error:
+            pass
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self._sample())
+            self._stop.wait(self._interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self._sample())
+
+    @property
+    def peak_mb(self) -> float:
+        return round(self.peak_bytes / 2**20, 1)
+
+
+def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: list[tuple], *,
+                concurrency: int, duration_s: float, warmup_s: float = 1.0) -> Stats:
+    """``concurrency`` workers send requests back to back for ``duration_s`` (after a warm-up)."""
+    latencies: list[float] = []
+    errors = [0]
+    sample = [""]
+    lock = threading.Lock()
+    start_at = time.perf_counter() + warmup_s
+    stop_at = start_at + duration_s
+
+    def worker(index: int) -> None:
+        call = make_worker()
+        i = index
+        while True:
+            now = time.perf_counter()
+            if now >= stop_at:
+                break
+            t0 = time.perf_counter()
+            try:
+                call(payloads[i % len(payloads)])
+                ok = True
+            except Exception as exc:
+                ok = False
+                with lock:
+                    sample[0] = sample[0] or f"{type(exc).__name__}: {exc}"
+            t1 = time.perf_counter()
+            if t0 >= start_at:
+                with lock:
+                    if ok:
+                        latencies.append(t1 - t0)
+                    else:
+                        errors[0] += 1
+            i += concurrency
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        list(pool.map(worker, range(concurrency)))
+    return summarise(latencies, errors[0], duration_s, sample[0])

@@ -1,0 +1,67 @@
+"""Write a benchmark run as JSON, a Markdown table and PNG plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Benchmark: {results['date']}", "",
+             f"- command: `{results['command']}`",
+             f"- machine: {results['machine']['summary']}",
+             f"- models: {results['models']}; server precision: {results['precision']}; "
+             f"client protocol: {results['protocol']}; {results['duration_s']} s per concurrency level", ""]
+    for name, data in results["workloads"].items():
+        base = data["baseline"]
+        unit = data["unit"]
+        lines += [f"## {name}: {data['description']}", "",
+                  f"| run | concurrency | {unit}/s | p50 ms | p95 ms | p99 ms | errors | peak RSS MB | × baseline {unit}/s | p50 / baseline p50 |",
+                  "|---|---|---|---|---|---|---|---|---|---|",
+                  f"| baseline (PyTorch eager, one at a time) | 1 | {base['rps']:.2f} | {base['p50_ms']:.1f} | "
+                  f"{base['p95_ms']:.1f} | {base['p99_ms']:.1f} | {base['errors']} | {base['peak_rss_mb']:.0f} | 1.00 | 1.00 |"]
+        for row in data["server"]:
+            lines.append(
+                f"| server | {row['concurrency']} | {row['rps']:.2f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
+                f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} | {row['throughput_ratio']:.2f} | "
+                f"{row['p50_ratio']:.2f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plots(results: dict, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results["workloads"])
+    written = []
+    for metric, label, fname in (("rps", "items / s", "throughput.png"), ("p99_ms", "p99 latency (ms)", "p99.png")):
+        fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+        for ax, name in zip(axes[0], names):
+            data = results["workloads"][name]
+            xs = [r["concurrency"] for r in data["server"]]
+            ax.plot(xs, [r[metric] for r in data["server"]], "o-", label="structbert-triton")
+            ax.axhline(data["baseline"][metric], color="tab:red", linestyle="--", label="PyTorch eager baseline")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(xs, [str(x) for x in xs])
+            ax.set_xlabel("client concurrency")
+            ax.set_ylabel(label.replace("items", data["unit"]))
+            ax.set_title(name)
+            ax.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=8)
+        fig.suptitle(f"{results['machine']['summary']} — {results['models']}, {results['precision']}", fontsize=9)
+        fig.tight_layout()
+        path = out_dir / fname
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        written.append(path)
+    return written
+
+
+def write(results: dict, out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    (out_dir / "results.md").write_text(markdown(results))
+    return [out_dir / "results.json", out_dir / "results.md", *plots(results, out_dir)]

@@ -1,0 +1,89 @@
+"""What each benchmarked pipeline sends (real Chinese text) and what its baseline runs."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+CATEGORIES = ["书籍", "平板", "手机", "水果", "洗发水", "热水器", "蒙牛", "衣服", "计算机", "酒店"]
+NER_SCHEMA = {"人物": None, "地理位置": None, "组织机构": None}
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    task: str  # export task
+    model: str  # public Triton model
+    unit: str  # what one request carries
+    description: str
+
+
+WORKLOADS = {w.name: w for w in (
+    Workload("similarity", "embedding", "sentence_similarity", "pairs",
+             "bi-encoder cosine of two shopping reviews (sentence_similarity)"),
+    Workload("zero_shot", "zero-shot", "zero_shot_classification", "texts",
+             "one shopping review against the 10 category labels"),
+    Workload("uie", "uie", "information_extraction", "extractions",
+             "one MSRA news sentence, schema {人物, 地理位置, 组织机构}"),
+    Workload("pair", "pair-classification", "pair_classification", "pairs",
+             "cross-encoder P(similar) of two shopping reviews"),
+)}
+
+
+def default_data_dir() -> Path:
+    here = Path(__file__).resolve()
+    for candidate in (here.parents[3] / "shared" / "data", here.parents[2] / "tests" / "data"):
+        if (candidate / "msra_ner.jsonl").is_file():
+            return candidate
+    raise FileNotFoundError("no data directory with msra_ner.jsonl found; pass --data-dir")
+
+
+def _texts(path: Path) -> list[str]:
+    return [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def payloads(name: str, data_dir: Path, n: int, seed: int = 0) -> list[tuple]:
+    """n request payloads, sampled with a fixed seed so server and baseline see the same texts."""
+    rng = random.Random(seed)
+    if name == "uie":
+        texts = _texts(data_dir / "msra_ner.jsonl")
+        return [(rng.choice(texts),) for _ in range(n)]
+    reviews = [t for t in _texts(data_dir / "shopping_reviews.jsonl") if t.strip()]
+    if name == "zero_shot":
+        return [(rng.choice(reviews),) for _ in range(n)]
+    return [(rng.choice(reviews), rng.choice(reviews)) for _ in range(n)]
+
+
+def client_call(name: str, client) -> Callable[[tuple], object]:
+    """The SDK call a user makes for one request of the workload."""
+    if name == "similarity":
+        return lambda p: client.similarity(p[0], p[1])
+    if name == "pair":
+        return lambda p: client.pair_classify(p[0], p[1])
+    if name == "zero_shot":
+        return lambda p: client.classify(p[0], CATEGORIES)
+    if name == "uie":
+        return lambda p: client.extract(p[0], NER_SCHEMA)
+    raise ValueError(name)
+
+
+def baseline_call(name: str, checkpoint: Path) -> Callable[[tuple], object]:
+    """The PyTorch eager code path, loaded once, called one request at a time."""
+    from . import baseline
+
+    if name == "similarity":
+        model, tok = baseline.load_reference(checkpoint)
+        return lambda p: baseline.cosine_pair(model, tok, p[0], p[1])
+    if name == "pair":
+        model, tok = baseline.load_classifier(checkpoint)
+        return lambda p: baseline.np_softmax(baseline.pair_logits(model, tok, [p], truncation="longest_first"))
+    if name == "zero_shot":
+        model, tok = baseline.load_classifier(checkpoint)
+        return lambda p: baseline.zero_shot_batched(model, tok, p[0], CATEGORIES)
+    if name == "uie":
+        uie = baseline.SiameseUieReference(checkpoint)
+        return lambda p: uie.extract(p[0], NER_SCHEMA)
+    raise ValueError(name)
