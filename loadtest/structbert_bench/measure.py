@@ -83,7 +83,8 @@ class RssSampler:
 
 def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: list[tuple], *,
                 concurrency: int, duration_s: float, warmup_s: float = 1.0) -> Stats:
-    """``concurrency`` workers send requests back to back for ``duration_s`` (after a warm-up)."""
+    """``concurrency`` workers send requests back to back; throughput and latencies count the
+    requests that complete within the ``duration_s`` window that follows ``warmup_s``."""
     latencies: list[float] = []
     errors = [0]
     sample = [""]
@@ -107,7 +108,8 @@ def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: 
                 with lock:
                     sample[0] = sample[0] or f"{type(exc).__name__}: {exc}"
             t1 = time.perf_counter()
-            if t0 >= start_at:
+            # steady state: count what completes inside the window, whenever it started
+            if start_at <= t1 <= stop_at:
                 with lock:
                     if ok:
                         latencies.append(t1 - t0)

@@ -12,17 +12,29 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def plan_chunks(lengths: Sequence[int], *, max_tokens: int, max_rows: int) -> list[np.ndarray]:
-    """Row indices per chunk: ascending length; rows x longest <= max_tokens (a lone row may exceed it)."""
+def plan_chunks(lengths: Sequence[int], *, max_tokens: int, max_rows: int,
+                max_padding: float = float("inf")) -> list[np.ndarray]:
+    """Row indices per chunk, in ascending length. A chunk grows while rows x longest stays within
+    ``max_tokens`` and the padded tokens exceed the real ones by at most ``max_padding`` (0.1 = 10%);
+    a lone row may exceed the budget.
+
+    On a CPU a single sequence already keeps the cores busy, so padding is pure waste (measured:
+    32 mixed-length reviews in one batch took 2.3x as long as one by one): bound it tightly there.
+    On a GPU batching is what pays, and padding is cheap: leave it unbounded.
+    """
     order = np.argsort(np.asarray(lengths), kind="stable")
     chunks: list[np.ndarray] = []
     current: list[int] = []
+    real = 0
     for idx in order:
         longest = int(lengths[idx])  # ascending order: the newcomer is the longest
-        if current and ((len(current) + 1) * longest > max_tokens or len(current) >= max_rows):
+        padded = (len(current) + 1) * longest
+        if current and (padded > max_tokens or len(current) >= max_rows
+                        or padded > (1.0 + max_padding) * (real + longest)):
             chunks.append(np.asarray(current))
-            current = []
+            current, real = [], 0
         current.append(int(idx))
+        real += longest
     if current:
         chunks.append(np.asarray(current))
     return chunks

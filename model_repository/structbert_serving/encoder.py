@@ -24,6 +24,7 @@ TOKEN_MASK = "ATTENTION_MASK"
 class EncoderSettings:
     max_tokens: int = 16384  # padded tokens per runtime call (summed over mask groups)
     max_rows: int = 64
+    max_padding: float = float("inf")  # padded/real tokens - 1 allowed in a chunk (see plan_chunks)
     # tensor name -> its mask input; names absent here (pooled outputs) have no sequence dim
     mask_groups: dict[str, str] = field(default_factory=dict)
 
@@ -71,7 +72,8 @@ class RaggedEncoder:
         lengths = {m: np.array([int(requests[r][m][i].sum()) for r, i in rows]) for m in self.masks}
         cost = sum(lengths.values())
         outputs: dict[str, list[np.ndarray | None]] = {}
-        for chunk in plan_chunks(cost, max_tokens=self.settings.max_tokens, max_rows=self.settings.max_rows):
+        for chunk in plan_chunks(cost, max_tokens=self.settings.max_tokens, max_rows=self.settings.max_rows,
+                                 max_padding=self.settings.max_padding):
             widths = {m: max(1, int(lengths[m][chunk].max())) for m in self.masks}
             feeds = {}
             for name in self.input_names:

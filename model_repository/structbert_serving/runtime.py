@@ -28,13 +28,17 @@ def _want_cuda(device: str) -> bool:
 
 
 class OrtRunner:
-    def __init__(self, path: Path, *, device: str = "auto", intra_op_threads: int = 0):
+    def __init__(self, path: Path, *, device: str = "auto", intra_op_threads: int = 0, allow_spinning: bool = False):
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads > 0:
             options.intra_op_num_threads = intra_op_threads
+        # ORT's pool threads spin-wait for work by default; beside other stubs and client threads on
+        # a few cores that burns the CPU the next batch needs (measured: see loadtest/RESULTS.md)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
+        options.add_session_config_entry("session.inter_op.allow_spinning", "1" if allow_spinning else "0")
         options.log_severity_level = 3
         providers = ["CPUExecutionProvider"]
         if _want_cuda(device) and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -78,11 +82,11 @@ class TorchScriptRunner:
 
 
 def load_runner(path: str | Path, *, input_names: list[str], output_names: list[str], device: str = "auto",
-                intra_op_threads: int = 0) -> Runner:
+                intra_op_threads: int = 0, allow_spinning: bool = False) -> Runner:
     """A runner for ``model.onnx`` or ``model.pt``, chosen by the file's suffix."""
     path = Path(path)
     if path.suffix == ".onnx":
-        runner = OrtRunner(path, device=device, intra_op_threads=intra_op_threads)
+        runner = OrtRunner(path, device=device, intra_op_threads=intra_op_threads, allow_spinning=allow_spinning)
         if sorted(runner.output_names) != sorted(output_names):
             raise RuntimeError(f"{path}: outputs {runner.output_names}, expected {output_names}")
         return runner

@@ -106,3 +106,12 @@ def test_two_mask_groups_pad_independently():
     out = encoder.run([req(5, 3), req(2, 7, pad_text=3)])
     assert out[0]["HEAD"].tolist() == [[4.0] * 5]
     assert out[1]["HEAD"].shape == (1, 5) and out[1]["HEAD"][0, :2].tolist() == [8.0, 8.0]
+
+
+def test_padding_bound_keeps_chunks_tight():
+    lengths = [15, 18, 20, 22, 23, 32, 33, 35, 49, 50, 63, 69, 93, 97, 112, 129, 153, 169]
+    tight = plan_chunks(lengths, max_tokens=16384, max_rows=64, max_padding=0.1)
+    for chunk in tight:
+        padded = len(chunk) * max(lengths[i] for i in chunk)
+        assert len(chunk) == 1 or padded <= 1.1 * sum(lengths[i] for i in chunk)
+    assert len(plan_chunks(lengths, max_tokens=16384, max_rows=64)) == 1  # unbounded: one chunk

@@ -24,11 +24,16 @@ class TritonPythonModel:
             triton_io.version_dir(args) / get_param(params, "artifact", "model.onnx"),
             input_names=self.input_names, output_names=list(self.dtypes), device=device,
             intra_op_threads=get_param(params, "intra_op_threads", 0),
+            allow_spinning=get_param(params, "allow_spinning", False),
         )
         triton_io.log.info("%s runs on %s", args["model_name"], runner.device)
+        # CPU: padding is pure waste, keep chunks tight; GPU: batching pays, padding is cheap
+        default_padding = -1.0 if runner.device == "cuda" else 0.1
+        max_padding = get_param(params, "max_padding", default_padding)
         self.encoder = RaggedEncoder(runner, self.input_names, EncoderSettings(
             max_tokens=get_param(params, "max_batch_tokens", 16384),
             max_rows=max(1, int(config.get("max_batch_size", 64))),
+            max_padding=float("inf") if max_padding < 0 else max_padding,
             mask_groups=json.loads(get_param(params, "mask_groups", "{}")),
         ))
 

@@ -1,0 +1,59 @@
+"""Load-test tooling against the real embedded server: locust (HTTP and gRPC) and perf_analyzer inputs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from structbert_export import pbtxt
+from tests.conftest import DATA
+
+pytestmark = pytest.mark.e2e
+LOADTEST = Path(__file__).resolve().parents[2] / "loadtest"
+
+
+def run_locust(locustfile: str, host: str, seconds: int, tmp_path: Path) -> dict:
+    prefix = tmp_path / "run"
+    env = {**os.environ, "STRUCTBERT_DATA_DIR": str(DATA)}
+    cmd = ["timeout", "-k", "10", str(seconds + 60), sys.executable, "-m", "locust", "-f", str(LOADTEST / locustfile),
+           "--host", host, "--headless", "-u", "4", "-r", "4", "--run-time", f"{seconds}s", "--stop-timeout", "10",
+           "--csv", str(prefix), "--html", str(tmp_path / "report.html"), "--only-summary"]
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 90)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = {r["Name"]: r for r in csv.DictReader(open(f"{prefix}_stats.csv"))}
+    assert (tmp_path / "report.html").is_file()
+    return rows
+
+
+def test_locust_http_ten_seconds_no_failures(tiny_server, tmp_path):
+    rows = run_locust("locustfile.py", f"http://{tiny_server.http_url}", 10, tmp_path)
+    total = rows["Aggregated"]
+    assert int(total["Request Count"]) > 20
+    assert int(total["Failure Count"]) == 0, rows
+    assert {"sentence_similarity", "zero_shot_classification", "information_extraction"} <= set(rows)
+
+
+def test_locust_grpc_no_failures_and_clean_exit(tiny_server, tmp_path):
+    rows = run_locust("locustfile_grpc.py", f"grpc://{tiny_server.grpc_url}", 5, tmp_path)
+    assert int(rows["Aggregated"]["Request Count"]) > 10
+    assert int(rows["Aggregated"]["Failure Count"]) == 0, rows
+
+
+@pytest.mark.parametrize("model", ["text_embedding", "sentence_similarity", "pair_classification",
+                                   "zero_shot_classification", "information_extraction"])
+def test_perf_analyzer_inputs_match_the_models(tiny_repo, model):
+    config = pbtxt.parse((tiny_repo / model / "config.pbtxt").read_text())
+    required = {i.name for i in config.input if not i.optional}
+    known = {i.name for i in config.input}
+    data = json.loads((LOADTEST / "perf_analyzer" / f"{model}.json").read_text())["data"]
+    assert len(data) >= 100
+    for row in data:
+        assert required <= set(row) <= known
+        for tensor in row.values():
+            assert tensor["shape"] == [1] and len(tensor["content"]) == 1 and tensor["content"][0].strip()
