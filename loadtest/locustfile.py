@@ -20,7 +20,7 @@ import numpy as np
 from locust import User, between, events, task
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load_data import Sampler  # noqa: E402
+from load_data import Sampler
 
 PUBLIC = ["text_embedding", "sentence_similarity", "pair_classification", "zero_shot_classification",
           "information_extraction"]
@@ -70,7 +70,7 @@ class TritonHttpUser(User):
         exc = None
         try:
             self.client.infer(model, inputs, outputs=[self.triton.InferRequestedOutput(OUTPUTS[model])])
-        except Exception as error:  # noqa: BLE001 - reported to locust
+        except Exception as error:
             exc = error
         events.request.fire(request_type=self.protocol, name=model, response_time=(time.perf_counter() - start) * 1000,
                             response_length=0, exception=exc, context={})

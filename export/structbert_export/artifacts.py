@@ -161,6 +161,8 @@ def export_torchscript(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpo
     out.parent.mkdir(parents=True, exist_ok=True)
     example = example_inputs(spec, *spec.trace_shape, vocab_size=checkpoint.config.vocab_size,
                              hidden=checkpoint.config.hidden_size)
+    device = next(module.parameters()).device
+    example = tuple(t.to(device) for t in example)
     if precision == "fp16":
         module = HalfIO(module)
     with step(f"tracing {spec.family} to TorchScript"), warnings.catch_warnings(), torch.inference_mode():

@@ -93,19 +93,20 @@ def check(report: Report, tol: Tolerance) -> None:
 
 def validate_artifact(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, artifact: Path, *,
                       precision: str, fmt: str, classify_outputs: tuple[str, ...] = (),
-                      report_path: Path | None = None) -> Report:
+                      report_path: Path | None = None, device: str = "cpu") -> Report:
+    """``device="cuda"`` validates where a GPU artifact will run (reference: FP32 on the same GPU)."""
     start = time.perf_counter()
     tol = spec.tolerances[precision]
-    runner = load_runner(artifact, input_names=spec.input_names, output_names=spec.output_names, device="cpu")
+    runner = load_runner(artifact, input_names=spec.input_names, output_names=spec.output_names, device=device)
     report = Report(artifact=artifact.name, family=spec.family, precision=precision, format=fmt,
                     runtime_device=runner.device, tolerance=asdict(tol))
-    module = module.float().eval()
+    module = module.float().eval().to(device)
     for i, (batch, seq) in enumerate(spec.validation_shapes):
         inputs = example_inputs(spec, batch, seq, vocab_size=checkpoint.config.vocab_size, seed=100 + i,
                                 hidden=checkpoint.config.hidden_size)
         with torch.inference_mode():
-            ref = module(*inputs)
-        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+            ref = module(*[t.to(device) for t in inputs])
+        ref = tuple(t.cpu() for t in (ref if isinstance(ref, (tuple, list)) else (ref,)))
         feeds = {n: t.numpy() for n, t in zip(spec.input_names, inputs)}
         got = runner.run(feeds)
         groups = spec.mask_groups()

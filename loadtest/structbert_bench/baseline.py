@@ -33,19 +33,19 @@ def _tokenizer(model_dir: Path):
     return BertTokenizerFast.from_pretrained(str(model_dir), do_lower_case=True)
 
 
-def load_classifier(model_dir: Path):
+def load_classifier(model_dir: Path, device: str = "cpu"):
     model_dir = Path(model_dir)
     model = BertForSequenceClassification.from_pretrained(str(model_dir), config=_config(model_dir)).eval()
-    return model, _tokenizer(model_dir)
+    return model.to(device), _tokenizer(model_dir)
 
 
 def pair_logits(model, tokenizer, pairs: list[tuple[str, str]], *, truncation: str, max_length: int = 512
                 ) -> np.ndarray:
     out = []
     for a, b in pairs:
-        enc = tokenizer(a, b, truncation=truncation, max_length=max_length, return_tensors="pt")
+        enc = tokenizer(a, b, truncation=truncation, max_length=max_length, return_tensors="pt").to(model.device)
         with torch.inference_mode():
-            out.append(model(**enc).logits[0].float().numpy())
+            out.append(model(**enc).logits[0].float().cpu().numpy())
     return np.stack(out)
 
 
@@ -66,10 +66,10 @@ def zero_shot_reference(model, tokenizer, text: str, labels: list[str], *, multi
     return {"labels": [labels[i] for i in order], "scores": [float(scores[i]) for i in order]}
 
 
-def load_reference(model_dir: Path):
+def load_reference(model_dir: Path, device: str = "cpu"):
     model_dir = Path(model_dir)
     model = BertModel.from_pretrained(str(model_dir), config=_config(model_dir), add_pooling_layer=False).eval()
-    return model, _tokenizer(model_dir)
+    return model.to(device), _tokenizer(model_dir)
 
 
 def mean_pooled(model, tokenizer, texts: list[str], max_length: int) -> np.ndarray:
@@ -90,7 +90,7 @@ def mean_pooled(model, tokenizer, texts: list[str], max_length: int) -> np.ndarr
 class SiameseUieReference:
     """SiameseUIE as pipelines.md states it, one text and one hint at a time (ModelScope's loop)."""
 
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, device: str = "cpu"):
         import copy
 
         from transformers.models.bert.modeling_bert import BertEncoder
@@ -113,22 +113,27 @@ class SiameseUieReference:
         self.tail = torch.nn.Linear(config.hidden_size, 1)
         self.tail.load_state_dict({"weight": state["tail_clsf.weight"], "bias": state["tail_clsf.bias"]})
         self.tokenizer = _tokenizer(model_dir)
+        self.device = torch.device(device)
+        for module in (self.plm, self.cross, self.head, self.tail):
+            module.to(self.device)
 
     def _plm(self, ids, token_type: int, first_position: int):
-        ids = torch.tensor([ids])
+        ids = torch.tensor([ids], device=self.device)
         with torch.inference_mode():
             return self.plm(input_ids=ids, attention_mask=(ids != -1).long(),
                             token_type_ids=torch.full_like(ids, token_type),
-                            position_ids=torch.arange(ids.shape[1])[None] + first_position).last_hidden_state
+                            position_ids=torch.arange(ids.shape[1], device=self.device)[None] + first_position
+                            ).last_hidden_state
 
     def _pointers(self, window_hidden, window_mask, hint_hidden):
         hidden = torch.cat([window_hidden, hint_hidden], dim=1)
-        mask = torch.cat([window_mask, torch.ones(1, hint_hidden.shape[1])], dim=1)
+        mask = torch.cat([window_mask, torch.ones(1, hint_hidden.shape[1], device=self.device)], dim=1)
         with torch.inference_mode():
             out = self.cross(hidden, attention_mask=(1.0 - mask)[:, None, None, :] * -10000.0)[0]
             out = out[:, : window_hidden.shape[1]]
             penalty = (1.0 - window_mask) * -10000.0
-            return (self.head(out).squeeze(-1) + penalty)[0].numpy(), (self.tail(out).squeeze(-1) + penalty)[0].numpy()
+            head = (self.head(out).squeeze(-1) + penalty)[0].float().cpu().numpy()
+            return head, (self.tail(out).squeeze(-1) + penalty)[0].float().cpu().numpy()
 
     def extract(self, text: str, schema: dict, output_all_prefix: bool = False) -> list[list[dict]]:
         enc = self.tokenizer(text, return_offsets_mapping=True)
@@ -139,13 +144,13 @@ class SiameseUieReference:
         windows = []
         for start in starts:
             piece = ids[start:start + width]
-            mask = torch.zeros(1, width)
+            mask = torch.zeros(1, width, device=self.device)
             mask[0, : len(piece)] = 1
             padded = piece + [0] * (width - len(piece))
-            ids_t = torch.tensor([padded])
+            ids_t = torch.tensor([padded], device=self.device)
             with torch.inference_mode():
                 hidden = self.plm(input_ids=ids_t, attention_mask=mask.long(), token_type_ids=torch.zeros_like(ids_t),
-                                  position_ids=torch.arange(width)[None]).last_hidden_state
+                                  position_ids=torch.arange(width, device=self.device)[None]).last_hidden_state
             windows.append((start, hidden, mask))
         out: list[list[dict]] = []
 
@@ -185,15 +190,15 @@ def zero_shot_batched(model, tokenizer, text: str, labels: list[str], *, templat
                       entailment: int = 0) -> list[float]:
     """Zero-shot as ModelScope's pipeline runs it: the n pairs of one text in one forward pass."""
     enc = tokenizer([text] * len(labels), [template.format(lab) for lab in labels], padding=True,
-                    truncation="only_first", max_length=512, return_tensors="pt")
+                    truncation="only_first", max_length=512, return_tensors="pt").to(model.device)
     with torch.inference_mode():
-        logits = model(**enc).logits.float().numpy()
+        logits = model(**enc).logits.float().cpu().numpy()
     return np_softmax(logits[:, entailment], axis=0).tolist()
 
 
 def cosine_pair(model, tokenizer, a: str, b: str) -> float:
     """Bi-encoder similarity of one pair: both sentences in one padded batch, mean pooling, cosine."""
-    enc = tokenizer([a, b], padding=True, truncation=True, max_length=512, return_tensors="pt")
+    enc = tokenizer([a, b], padding=True, truncation=True, max_length=512, return_tensors="pt").to(model.device)
     with torch.inference_mode():
         hidden = model(**enc).last_hidden_state.float()
     mask = enc["attention_mask"].unsqueeze(-1).float()

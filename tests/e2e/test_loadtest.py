@@ -26,7 +26,8 @@ def run_locust(locustfile: str, host: str, seconds: int, tmp_path: Path) -> dict
            "--csv", str(prefix), "--html", str(tmp_path / "report.html"), "--only-summary"]
     run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 90)
     assert run.returncode == 0, run.stderr[-3000:]
-    rows = {r["Name"]: r for r in csv.DictReader(open(f"{prefix}_stats.csv"))}
+    with open(f"{prefix}_stats.csv") as stats:
+        rows = {r["Name"]: r for r in csv.DictReader(stats)}
     assert (tmp_path / "report.html").is_file()
     return rows
 
