@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -51,6 +52,9 @@ def _serve_parser(sub) -> None:
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--startup-timeout-s", type=float, default=300)
     p.add_argument("--log-file", type=Path, default=None)
+    p.add_argument("--admin-key-env", default=None, metavar="VAR",
+                   help="restrict the admin APIs (repository, config, statistics, ...) to requests carrying "
+                        "the header 'admin-key: $VAR' (the key is read from that environment variable)")
     p.add_argument("server_args", nargs=argparse.REMAINDER, help="extra tritonserver flags after --")
 
 
@@ -106,9 +110,15 @@ def cmd_export(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from structbert_serving.embedded_server import EmbeddedServer, ServerError
+    from structbert_serving.embedded_server import EmbeddedServer, ServerError, restricted_api_flags
 
     extra = [a for a in args.server_args if a != "--"]
+    if args.admin_key_env:
+        key = os.environ.get(args.admin_key_env, "")
+        if not key:
+            print(f"error: --admin-key-env {args.admin_key_env}: that environment variable is empty", file=sys.stderr)
+            return 2
+        extra += restricted_api_flags(key)
     server = EmbeddedServer(args.model_repository, host=args.host, http_port=args.http_port,
                             grpc_port=args.grpc_port, metrics_port=args.metrics_port, extra_args=extra,
                             log_file=args.log_file)

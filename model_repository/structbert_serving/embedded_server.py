@@ -23,13 +23,24 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# The production flag set; deploy/ configs use the same flags (reliability tests check that).
+# The production flag set. deploy/ (Dockerfile entrypoint, docker compose, Kubernetes) uses exactly
+# these plus restricted_api_flags(); tests/deploy checks that the sets agree.
 PRODUCTION_FLAGS = (
     "--model-control-mode=none",
     "--strict-readiness=true",
     "--exit-on-error=true",
     "--disable-auto-complete-config",
+    "--metrics-config=summary_latencies=true",  # p50/p99 quantiles for dashboards
 )
+# API groups that need the admin key header (inference, health and metadata stay open)
+RESTRICTED_APIS = "model-repository,model-config,shared-memory,statistics,trace,logging"
+ADMIN_KEY_HEADER = "admin-key"
+
+
+def restricted_api_flags(key: str, header: str = ADMIN_KEY_HEADER) -> list[str]:
+    """Flags that put the admin API groups behind ``<header>: <key>`` on HTTP and gRPC."""
+    return [f"--http-restricted-api={RESTRICTED_APIS}:{header}={key}",
+            f"--grpc-restricted-protocol={RESTRICTED_APIS}:{header}={key}"]
 
 
 class ServerError(RuntimeError):

@@ -1,0 +1,134 @@
+"""Offline validation of deploy/: Kubernetes schemas, hadolint, yamllint, compose structure,
+one flag set everywhere, and a dashboard that only queries metrics Triton exports."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from structbert_serving.embedded_server import PRODUCTION_FLAGS, RESTRICTED_APIS, restricted_api_flags
+from tests.deploy.kustomize_lite import render
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+K8S_VERSION = "1.30.0"
+CRDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "InferenceService": "serving.kserve.io/v1beta1"}
+# Exported by Triton only on GPU hosts (Triton's metrics docs); the CPU test server cannot show them.
+GPU_METRICS = {"nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_power_usage"}
+
+
+def validate_k8s(resource: dict) -> None:
+    if resource["kind"] in CRDS:
+        assert resource["apiVersion"] == CRDS[resource["kind"]]
+        assert resource["metadata"]["name"] and isinstance(resource["spec"], dict)
+        return
+    import kubernetes_validate
+
+    kubernetes_validate.validate(resource, K8S_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("overlay", ["base", "overlays/production", "overlays/dev"])
+def test_kustomize_renders_valid_manifests(overlay):
+    resources = render(DEPLOY / "k8s" / overlay)
+    kinds = {r["kind"] for r in resources}
+    assert {"Deployment", "Service", "HorizontalPodAutoscaler", "PodDisruptionBudget", "ServiceMonitor",
+            "ConfigMap", "PersistentVolumeClaim"} <= kinds
+    for resource in resources:
+        validate_k8s(resource)
+    deployment = next(r for r in resources if r["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+    shm = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "dshm")
+    assert shm["emptyDir"]["medium"] == "Memory"
+    hpa = next(r for r in resources if r["kind"] == "HorizontalPodAutoscaler")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "triton_queue_compute_ratio"
+    if overlay == "overlays/production":
+        assert deployment["spec"]["replicas"] == 2 and hpa["spec"]["maxReplicas"] == 16
+
+
+def test_kserve_example_is_well_formed():
+    (isvc,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s/kserve/inferenceservice.yaml").read_text()) if d]
+    validate_k8s(isvc)
+    assert set(PRODUCTION_FLAGS) <= set(isvc["spec"]["predictor"]["triton"]["args"])
+
+
+def test_adapter_rule_exposes_the_hpa_metric():
+    (cm,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s/base/prometheus-adapter-rules.yaml").read_text()) if d]
+    rules = yaml.safe_load(cm["data"]["rules.yaml"])["rules"]
+    assert rules[0]["name"]["as"] == "triton_queue_compute_ratio"
+    assert "nv_inference_compute_infer_duration_us" in rules[0]["metricsQuery"]
+
+
+def test_yamllint():
+    config = "{extends: default, rules: {line-length: {max: 130}, document-start: disable, truthy: disable, comments: {min-spaces-from-content: 1}}}"
+    run = subprocess.run([sys.executable, "-m", "yamllint", "-d", config, str(DEPLOY)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_hadolint():
+    binary = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    run = subprocess.run([binary, "--failure-threshold", "warning", str(DEPLOY / "Dockerfile")],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_compose_structure():
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    triton = compose["services"]["triton"]
+    assert {"triton", "prometheus", "grafana"} <= set(compose["services"])
+    assert triton["shm_size"] and {"8000:8000", "8001:8001", "8002:8002"} <= set(triton["ports"])
+    device = triton["deploy"]["resources"]["reservations"]["devices"][0]
+    assert device["capabilities"] == ["gpu"] and device["count"] == 1
+    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    prometheus = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
+    assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["triton:8002"]
+
+
+def flags_in(script: str) -> set[str]:
+    """The flags of the script's ``exec tritonserver`` command, tokenised as the shell would."""
+    import shlex
+
+    command = script[script.index("exec tritonserver"):].replace("\\\n", " ")
+    return {token for token in shlex.split(command.split("\n")[0]) if token.startswith("--")}
+
+
+def normalise(flag: str) -> str:
+    """Key placeholders differ per file ($VAR, ${VAR}, $(VAR)): compare with a fixed one."""
+    return re.sub(r"admin-key=.*$", "admin-key=KEY", flag.replace('"', "").replace("${RESTRICTED}", RESTRICTED_APIS))
+
+
+def test_one_flag_set_everywhere():
+    expected = {normalise(f) for f in (*PRODUCTION_FLAGS, *restricted_api_flags("KEY"))}
+    entrypoint = {normalise(f) for f in flags_in((DEPLOY / "docker/entrypoint.sh").read_text())}
+    deployment = next(r for r in render(DEPLOY / "k8s/base") if r["kind"] == "Deployment")
+    k8s = {normalise(a) for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]}
+    assert expected <= entrypoint, expected - entrypoint
+    assert expected <= k8s, expected - k8s
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    assert compose["services"]["triton"]["command"] == []  # compose runs the image's entrypoint
+
+
+@pytest.mark.e2e
+def test_dashboard_queries_only_metrics_triton_exports(tiny_server):
+    import urllib.request
+
+    dashboard = json.loads((DEPLOY / "grafana/dashboards/structbert-triton.json").read_text())
+    exported = {line.split("{")[0].split(" ")[0] for line in
+                urllib.request.urlopen(tiny_server.metrics_url).read().decode().splitlines() if line.startswith("nv_")}
+    assert "nv_inference_request_summary_us" in exported  # summary_latencies=true is in the flag set
+    queried = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            queried |= set(re.findall(r"\bnv_[a-z_]+", target["expr"]))
+    assert queried and queried <= exported | GPU_METRICS, queried - exported - GPU_METRICS
+    assert {"nv_inference_request_summary_us", "nv_inference_queue_duration_us", "nv_inference_exec_count",
+            "nv_gpu_utilization"} <= queried
