@@ -31,7 +31,18 @@ class ServingOptions:
     max_chars: int = 100_000
     device: str = "auto"
     trt_cache_dir: str = "/trt_cache"
+    # overload: a bounded queue per model; requests beyond it, or waiting longer than the
+    # timeout, are rejected at once (UNAVAILABLE) instead of growing latency without bound
+    max_queue_size: int = 256
+    queue_timeout_us: int = 30_000_000
     extra: dict = field(default_factory=dict)
+
+
+def dynamic_batching(opts: ServingOptions, delay_us: int) -> dict:
+    """Dynamic batching with the queue policy every batching model gets."""
+    return {"max_queue_delay_microseconds": delay_us,
+            "default_queue_policy": {"timeout_action": "REJECT", "default_timeout_microseconds": opts.queue_timeout_us,
+                                     "allow_timeout_override": True, "max_queue_size": opts.max_queue_size}}
 
 
 def python_model_source(name: str) -> str:
@@ -78,7 +89,7 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
     """The encoder's config and the tensor-name map the ensembles must use."""
     max_batch = encoder_max_batch_size(spec, opts)
     base = {"name": spec.triton_name, "max_batch_size": max_batch,
-            "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us}}
+            "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us)}
     if opts.flavour == "embedded":
         names = {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
         config = {
@@ -132,7 +143,7 @@ def tokenizer_config(name: str, max_length: int, opts: ServingOptions, text_inpu
         "input": [pbtxt.tensor(name, "bytes", [1]) for name in text_inputs],
         "output": [pbtxt.tensor(n, "int64", [-1]) for n in ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")],
         "instance_group": [{"kind": "KIND_CPU", "count": opts.tokenizer_instances}],
-        "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us // 2},
+        "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us // 2),
         "parameters": pbtxt.parameters(params),
     }
 

@@ -19,6 +19,7 @@ from .modules import build_module
 from .repository import (
     ServingOptions,
     copy_python_model,
+    dynamic_batching,
     encoder_config,
     encoder_max_batch_size,
     ensemble_config,
@@ -127,7 +128,7 @@ def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
         "input": [pbtxt.tensor("EMBEDDING_A", "float32", [hidden]), pbtxt.tensor("EMBEDDING_B", "float32", [hidden])],
         "output": [pbtxt.tensor("SCORE", "float32", [1])],
         "instance_group": [{"kind": "KIND_CPU", "count": 1}],
-        "dynamic_batching": {"max_queue_delay_microseconds": 500},
+        "dynamic_batching": dynamic_batching(opts, 500),
     })
 
     tokens = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
@@ -177,7 +178,7 @@ def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list
         "input": [pbtxt.tensor("LOGITS", "float32", [n])],
         "output": [pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])],
         "instance_group": [{"kind": "KIND_CPU", "count": 1}],
-        "dynamic_batching": {"max_queue_delay_microseconds": 500},
+        "dynamic_batching": dynamic_batching(opts, 500),
         "parameters": pbtxt.parameters({"labels": json.dumps(labels, ensure_ascii=False)}),
     })
     pbtxt.write(req.out / "pair_classification", ensemble_config(
@@ -222,7 +223,7 @@ def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
         "output": [pbtxt.tensor("RESULT", "bytes", [1])],
         # BLS: several instances so one waiting on the encoder does not serialise the others
         "instance_group": [{"kind": "KIND_CPU", "count": 2}],
-        "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us},
+        "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us),
         "parameters": pbtxt.parameters(params),
     })
     log.info("NLI indices: entailment %d, contradiction %d", indices.entailment, indices.contradiction)
@@ -246,7 +247,7 @@ def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
                   pbtxt.tensor("OUTPUT_ALL_PREFIX", "bool", [1], optional=True)],
         "output": [pbtxt.tensor("RESULT", "bytes", [1])],
         "instance_group": [{"kind": "KIND_CPU", "count": 2}],
-        "dynamic_batching": {"max_queue_delay_microseconds": opts.max_queue_delay_us},
+        "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us),
         "parameters": pbtxt.parameters({
             "encoder_model": encoder_spec.triton_name, "cross_model": cross_spec.triton_name,
             "encoder_max_batch_size": min(encoder_max_batch_size(encoder_spec, opts),

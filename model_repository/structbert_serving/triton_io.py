@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from .errors import InputError
+from .errors import InputError, UpstreamError
 
 log = logging.getLogger("structbert_serving")
 
@@ -40,6 +40,8 @@ def input_array(request, name: str, *, required: bool = True) -> np.ndarray | No
 def error_response(exc: Exception):
     if isinstance(exc, InputError):
         return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), pb_utils.TritonError.INVALID_ARG))
+    if isinstance(exc, UpstreamError) and exc.code is not None:
+        return pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc), exc.code))
     log.exception("internal error", exc_info=exc)
     return pb_utils.InferenceResponse(
         error=pb_utils.TritonError(f"internal error: {type(exc).__name__}: {exc}", pb_utils.TritonError.INTERNAL)
@@ -68,3 +70,11 @@ def per_request(requests: Sequence, handle: Callable[[Any], dict[str, np.ndarray
         except Exception as exc:  # one bad request never takes the batch down
             results.append(exc)
     return results
+
+
+def check_response(model: str, response) -> None:
+    """Raise :class:`UpstreamError` (keeping the error code) if a BLS response failed."""
+    if response.has_error():
+        error = response.error()
+        code = error.code() if hasattr(error, "code") else None
+        raise UpstreamError(f"{model}: {error.message()}", code)

@@ -59,8 +59,7 @@ class TritonPythonModel:
         for name in outputs:
             arrays = []
             for response in parts:
-                if response.has_error():
-                    raise RuntimeError(f"{model}: {response.error().message()}")
+                triton_io.check_response(model, response)
                 arrays.append(pb_utils.get_output_tensor_by_name(response, self.names.get(name, name)).as_numpy())
             width = max(a.shape[1] for a in arrays)
             result[name] = np.concatenate([_pad_to(a, width) for a in arrays])

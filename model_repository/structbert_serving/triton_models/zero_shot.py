@@ -94,8 +94,7 @@ class TritonPythonModel:
                 rows.append(chunk)
         responses = await asyncio.gather(*jobs)
         for chunk, response in zip(rows, responses):
-            if response.has_error():
-                raise RuntimeError(f"{self.encoder}: {response.error().message()}")
+            triton_io.check_response(self.encoder, response)
             logits = pb_utils.get_output_tensor_by_name(response, self.names["LOGITS"]).as_numpy()
             if out.shape[1] == 0:
                 out = np.zeros((len(widths), logits.shape[1]), np.float32)

@@ -1,0 +1,240 @@
+"""Failure behaviour against the real server: overload, a killed stub, locked-down admin APIs,
+and a fuzz pass of malformed requests interleaved with good ones."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import psutil
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+from structbert_client import (
+    InvalidInputError,
+    ServerOverloadedError,
+    ServerUnavailableError,
+    StructBertClient,
+)
+from structbert_serving.embedded_server import EmbeddedServer, restricted_api_flags
+from tests.conftest import export_repo, jsonl, make_client, sample_texts
+
+pytestmark = pytest.mark.e2e
+
+
+def stub_pids(server: EmbeddedServer) -> dict[str, int]:
+    """model name -> pid of its Python-backend stub."""
+    out = {}
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            cmd = " ".join(child.cmdline())
+        except psutil.Error:
+            continue
+        if "triton_python_backend_stub" in cmd:
+            model = cmd.split("/1/model.py")[0].rsplit("/", 1)[-1]
+            out[model] = child.pid
+    return out
+
+
+@pytest.fixture(scope="module")
+def small_queue_repo(tmp_path_factory, tiny_checkpoint):
+    """Capacity made small on purpose: a queue of 2 requests and a 1 s queue timeout."""
+    return export_repo(tmp_path_factory.mktemp("overload"), task="embedding", model_dir=tiny_checkpoint,
+                       opts={"max_queue_size": 2, "queue_timeout_us": 1_000_000})
+
+
+def test_overload_is_refused_fast_and_accepted_latency_stays_bounded(small_queue_repo):
+    texts = [("评论很长" * 120)[:480]] * 64  # 64 long texts per request: heavy on purpose
+    accepted, rejected, other = [], [], []
+    lock = threading.Lock()
+    with EmbeddedServer(small_queue_repo) as server:
+        pids = stub_pids(server)
+        deadline = time.monotonic() + 8
+
+        def hammer(_):
+            client = StructBertClient(server.grpc_url, retries=0, batch_size=64, timeout_s=60)
+            while time.monotonic() < deadline:
+                t0 = time.perf_counter()
+                try:
+                    client.embed(texts)
+                    bucket = accepted
+                except ServerOverloadedError:
+                    bucket = rejected
+                except Exception as exc:
+                    bucket = other
+                    bucket_item = repr(exc)
+                with lock:
+                    bucket.append(bucket_item if bucket is other else time.perf_counter() - t0)
+            client.close()
+
+        with ThreadPoolExecutor(32) as pool:
+            list(pool.map(hammer, range(32)))
+        assert server.is_ready() and stub_pids(server) == pids  # nothing crashed or restarted
+    print(f"\noverload: {len(accepted)} accepted (p99 {np.percentile(accepted, 99):.2f} s), {len(rejected)} "
+          f"rejected (median {np.median(rejected) * 1000:.0f} ms, p99 {np.percentile(rejected, 99) * 1000:.0f} ms)")
+    assert not other, other[:3]
+    assert len(rejected) > len(accepted) > 0
+    assert np.median(rejected) < 0.5  # refused fast
+    assert np.percentile(accepted, 99) < 10  # bounded: queue timeout 1 s per stage plus compute
+
+
+def test_killed_stub_recovers_and_client_retries_succeed(tiny_repo):
+    with EmbeddedServer(tiny_repo) as server:
+        text = sample_texts(1)[0]
+        client = StructBertClient(server.grpc_url, retries=0, timeout_s=30)
+        assert client.embed(text).shape
+        victim = stub_pids(server)["embedding_encoder"]
+        results: list[tuple[float, str]] = []
+        stop = threading.Event()
+
+        def load():
+            c = StructBertClient(server.grpc_url, retries=0, timeout_s=30)
+            while not stop.is_set():
+                try:
+                    c.embed(text)
+                    results.append((time.monotonic(), "ok"))
+                except Exception as exc:
+                    results.append((time.monotonic(), type(exc).__name__))
+                    time.sleep(0.05)
+
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)
+        killed_at = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        retrying = StructBertClient(server.grpc_url, retries=8, backoff_s=0.25, timeout_s=30)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            try:
+                retrying.embed(text)
+                break
+            except Exception:
+                time.sleep(0.2)
+        recovered = time.monotonic() - killed_at
+        time.sleep(1.0)
+        stop.set()
+        for t in threads:
+            t.join()
+        after = [r for r in results if r[0] > killed_at]
+        failures = [r[1] for r in after if r[1] != "ok"]
+        print(f"\nstub kill: recovered after {recovered:.1f} s; {len(failures)} failed requests during recovery "
+              f"({sorted(set(failures))}), {sum(r[1] == 'ok' for r in after)} succeeded after")
+        assert recovered < 60
+        assert server.is_ready() and server.process.poll() is None
+        assert stub_pids(server)["embedding_encoder"] != victim  # Triton started a new stub
+        assert any(r[1] == "ok" for r in after[-5:])
+        assert all(f in ("ServerError", "ServerUnavailableError", "RequestTimeoutError") for f in failures)
+
+
+def test_restricted_admin_apis_need_the_key(tiny_repo):
+    key = "s3cret-key"
+    with EmbeddedServer(tiny_repo, extra_args=restricted_api_flags(key)) as server:
+        for module, url in ((grpcclient, server.grpc_url), (httpclient, server.http_url)):
+            raw = module.InferenceServerClient(url)
+            for call in (lambda h=None, raw=raw: raw.get_model_config("text_embedding", headers=h),
+                         lambda h=None, raw=raw: raw.get_inference_statistics("text_embedding", headers=h),
+                         lambda h=None, raw=raw: raw.get_model_repository_index(headers=h)):
+                with pytest.raises(InferenceServerException):
+                    call()
+                assert call({"admin-key": key})  # with the key: allowed
+            with pytest.raises(InferenceServerException) as refused:
+                raw.load_model("text_embedding")
+            assert "admin-key" in str(refused.value) or "restricted" in str(refused.value).lower() \
+                or str(refused.value.status()) in ("403", "StatusCode.PERMISSION_DENIED", "StatusCode.UNAVAILABLE")
+            with pytest.raises(InferenceServerException):
+                raw.unload_model("text_embedding")
+            assert raw.is_server_ready()
+        for protocol in ("grpc", "http"):
+            plain = make_client(server, protocol)
+            assert plain.embed("推理不需要密钥").shape  # inference stays open
+            with pytest.raises(Exception):  # noqa: B017 - statistics are an admin API
+                plain.model_statistics("text_embedding")
+            admin = make_client(server, protocol, headers={"admin-key": key})
+            assert int(admin.model_statistics("text_embedding")["inference_count"]) >= 1
+
+
+# --- fuzz: malformed requests interleaved with good ones ------------------------------------------
+
+def random_text(rng: random.Random) -> bytes:
+    kind = rng.randrange(6)
+    if kind == 0:
+        return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 40)))  # mostly invalid UTF-8
+    if kind == 1:
+        return b""
+    if kind == 2:
+        return (" " * rng.randrange(1, 5)).encode()
+    if kind == 3:
+        return ("长" * rng.randrange(1, 30000)).encode()
+    if kind == 4:
+        return "".join(chr(rng.randrange(1, 0x2FFFF)) for _ in range(rng.randrange(1, 50))).encode("utf-8", "replace")
+    return "".join(rng.choice("中文测试abc ,，{}[]\"':null") for _ in range(rng.randrange(1, 60))).encode()
+
+
+MODELS = {"text_embedding": ["TEXT"], "sentence_similarity": ["TEXT_A", "TEXT_B"],
+          "pair_classification": ["TEXT_A", "TEXT_B"], "zero_shot_classification": ["TEXT", "LABELS"],
+          "information_extraction": ["TEXT", "SCHEMA"]}
+
+
+def malformed(rng: random.Random):
+    model = rng.choice(list(MODELS))
+    names = list(MODELS[model])
+    rows = rng.choice([1, 1, 2, 3, 65])
+    mutation = rng.randrange(5)
+    inputs = []
+    if mutation == 0 and len(names) > 1:
+        names = names[:-1]  # missing input
+    for name in names:
+        if mutation == 1:
+            inputs.append((name, np.ones((rows, 1), np.int32), "INT32"))  # wrong dtype
+        elif mutation == 2:
+            inputs.append((name, np.array([[random_text(rng)] * 2] * rows, dtype=object), "BYTES"))  # wrong shape
+        else:
+            inputs.append((name, np.array([[random_text(rng)] for _ in range(rows)], dtype=object), "BYTES"))
+    return model, inputs
+
+
+def test_fuzz_pass(tiny_server):
+    rng = random.Random(1234)
+    good_text = jsonl("msra_ner.jsonl")[0]
+    pids = stub_pids(tiny_server)
+    codes: dict[str, int] = {}
+    good_ok = 0
+    for i in range(300):
+        protocol = "grpc" if i % 2 else "http"
+        module = grpcclient if protocol == "grpc" else httpclient
+        raw = module.InferenceServerClient(tiny_server.grpc_url if protocol == "grpc" else tiny_server.http_url)
+        model, inputs = malformed(rng)
+        tensors = []
+        for name, array, dtype in inputs:
+            t = module.InferInput(name, list(array.shape), dtype)
+            t.set_data_from_numpy(array)
+            tensors.append(t)
+        try:
+            raw.infer(model, tensors)
+            codes["ok"] = codes.get("ok", 0) + 1
+        except InferenceServerException as exc:
+            status = str(exc.status())
+            codes[status] = codes.get(status, 0) + 1
+            assert status in ("StatusCode.INVALID_ARGUMENT", "400"), (model, status, exc.message())
+        if i % 5 == 0:  # a good request between the bad ones
+            client = make_client(tiny_server, protocol)
+            assert client.extract(good_text, {"人物": None}) is not None
+            assert client.classify(good_text, ["新闻", "体育"])["labels"]
+            good_ok += 1
+        assert tiny_server.is_ready()
+    print(f"\nfuzz: 300 malformed requests -> {codes}; {good_ok} interleaved good rounds all succeeded")
+    assert stub_pids(tiny_server) == pids  # zero stub restarts
+    assert tiny_server.process.poll() is None
+    with pytest.raises(InvalidInputError):
+        make_client(tiny_server, "grpc").extract(good_text, json.dumps({"人物": [1]}))
+    with pytest.raises(ServerUnavailableError):
+        StructBertClient("127.0.0.1:1", retries=0).embed("x")
