@@ -55,6 +55,8 @@ def _serve_parser(sub) -> None:
     p.add_argument("--admin-key-env", default=None, metavar="VAR",
                    help="restrict the admin APIs (repository, config, statistics, ...) to requests carrying "
                         "the header 'admin-key: $VAR' (the key is read from that environment variable)")
+    p.add_argument("--no-supervise", dest="supervise", action="store_false",
+                   help="do not restart tritonserver when a Python-backend stub dies")
     p.add_argument("server_args", nargs=argparse.REMAINDER, help="extra tritonserver flags after --")
 
 
@@ -139,6 +141,17 @@ def cmd_serve(args) -> int:
                   file=sys.stderr)
             code = 1
             break
+        missing = server.missing_stubs() if args.supervise else {}
+        if missing:
+            # Triton 2.51 does not restart a dead Python-backend stub and keeps reporting ready
+            log.error("Python-backend stubs died (%s): restarting tritonserver", missing)
+            try:
+                server.restart(timeout_s=args.startup_timeout_s)
+            except ServerError as exc:
+                print(f"error: restart failed:\n{exc}", file=sys.stderr)
+                code = 1
+                break
+            print(f"tritonserver restarted: HTTP {server.http_url}  gRPC {server.grpc_url}", flush=True)
     server.stop()
     return code
 

@@ -66,13 +66,14 @@ class StructBertClient:
     A ``str`` in gives one result; a list gives a list (embeddings: a 2-D array). Lists longer than
     ``batch_size`` are sent in several requests. Failures raise the SDK's own exceptions
     (:mod:`structbert_client.errors`); only unavailable/overloaded errors are retried, with
-    exponential backoff and jitter.
+    exponential backoff and jitter. ``admin_key`` sends the header the restricted admin APIs
+    (statistics, config, repository) expect, on either protocol.
     """
 
     def __init__(self, url: str = "localhost:8001", protocol: str = "grpc", *, timeout_s: float = 60.0,
                  batch_size: int = 32, retries: int = 2, backoff_s: float = 0.2,
-                 headers: dict[str, str] | None = None, ssl: bool = False, ssl_options: dict[str, Any] | None = None,
-                 verbose: bool = False):
+                 headers: dict[str, str] | None = None, admin_key: str | None = None, ssl: bool = False,
+                 ssl_options: dict[str, Any] | None = None, verbose: bool = False):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
         if batch_size < 1:
@@ -84,6 +85,8 @@ class StructBertClient:
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
         self.headers = dict(headers or {})
+        if admin_key:  # restricted admin APIs: Triton prefixes the header on gRPC
+            self.headers["admin-key" if protocol == "http" else "triton-grpc-protocol-admin-key"] = admin_key
         ssl_options = dict(ssl_options or {})
         if protocol == "grpc":
             import tritonclient.grpc as triton

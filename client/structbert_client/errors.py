@@ -41,6 +41,10 @@ _GRPC = {
 _HTTP = {"400": InvalidInputError, "404": InvalidInputError, "429": ServerOverloadedError,
          "503": ServerUnavailableError, "504": RequestTimeoutError}
 _OVERLOAD_HINTS = ("exceeds maximum queue size", "request timeout expired", "timeout expired")
+# transient server-side states worth a retry: a crashed Python-backend stub until the supervisor
+# (structbert-triton serve, or the orchestrator's liveness probe) restarts the server
+# or a model still loading after a restart ("... has no available versions")
+_UNAVAILABLE_HINTS = ("is not healthy", "has no available versions")
 
 
 def translate(exc: BaseException) -> StructBertError:
@@ -56,6 +60,8 @@ def translate(exc: BaseException) -> StructBertError:
     lowered = message.lower()
     if any(hint in lowered for hint in _OVERLOAD_HINTS):
         return ServerOverloadedError(message, status=status_text)
+    if any(hint in lowered for hint in _UNAVAILABLE_HINTS):
+        return ServerUnavailableError(message, status=status_text)
     cls = _GRPC.get(status_text) or _HTTP.get(status_text)
     if cls is None:
         if isinstance(exc, TimeoutError) or "timed out" in lowered or "deadline" in lowered:

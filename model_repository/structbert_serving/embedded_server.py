@@ -183,6 +183,20 @@ class EmbeddedServer:
         reasons = [ln for ln in lines if "failed to load" in ln or (ln[:1] == "E" and "]" in ln)]
         return "\n".join(dict.fromkeys(reasons[-15:] + lines[-tail:]))
 
+    def missing_stubs(self) -> dict[str, int]:
+        """Models whose Python-backend stubs died (Triton 2.51 neither restarts them nor reports it)."""
+        from .stub_health import missing_stubs
+
+        if self.process is None or self.process.poll() is not None:
+            return {}
+        return missing_stubs(self.repository, parent_pid=self.process.pid)
+
+    def restart(self, timeout_s: float = 180) -> EmbeddedServer:
+        """Stop and start again on the same ports."""
+        self.stop()
+        self.log_file = None
+        return self.start(timeout_s)
+
     def stub_pids(self) -> list[int]:
         """Process ids of the Python-backend stubs (children of the server)."""
         if self.process is None:

@@ -45,6 +45,7 @@ def test_kustomize_renders_valid_manifests(overlay):
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(container)
+    assert "structbert_serving.stub_health" in container["livenessProbe"]["exec"]["command"]
     assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     shm = next(v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "dshm")
     assert shm["emptyDir"]["medium"] == "Memory"
@@ -88,7 +89,9 @@ def test_compose_structure():
     assert triton["shm_size"] and {"8000:8000", "8001:8001", "8002:8002"} <= set(triton["ports"])
     device = triton["deploy"]["resources"]["reservations"]["devices"][0]
     assert device["capabilities"] == ["gpu"] and device["count"] == 1
-    assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
+    check = triton["healthcheck"]["test"]
+    check = check if isinstance(check, str) else " ".join(check)
+    assert "/v2/health/ready" in check and "structbert_serving.stub_health" in check
     prometheus = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["triton:8002"]
 

@@ -66,3 +66,13 @@ def test_soak_short_variant(tiny_repo, tmp_path):
     report = run_soak(tiny_repo, tmp_path, seconds=12, users=2, sample_s=1.0, data_dir=DATA)
     assert report["failures"] == 0 and report["requests"] > 10 and report["server_ready_after"]
     assert report["rss_mb_end"] > 0 and report["rss_slope_mb_per_min_after_warmup"] == report["rss_slope_mb_per_min_after_warmup"]
+
+
+def test_perf_analyzer_runs_with_the_real_text_inputs(tiny_server):
+    script = LOADTEST / "perf_analyzer.sh"
+    run = subprocess.run([str(script), "sentence_similarity", tiny_server.grpc_url, "--concurrency-range", "2",
+                          "--measurement-interval", "2000"], capture_output=True, text=True, timeout=300)
+    if run.returncode != 0 and "pip" in run.stderr and "download" in run.stderr.lower():
+        pytest.skip(f"could not fetch tritonclient==2.51.0 for perf_analyzer: {run.stderr[-300:]}")
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "Throughput" in run.stdout and "infer/sec" in run.stdout

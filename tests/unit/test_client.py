@@ -42,6 +42,8 @@ def test_client_imports_without_torch_transformers_or_onnx():
     ("StatusCode.UNAVAILABLE", "Exceeds maximum queue size", ServerOverloadedError),
     ("StatusCode.DEADLINE_EXCEEDED", "Deadline Exceeded", RequestTimeoutError),
     ("StatusCode.INTERNAL", "boom", ServerError),
+    ("StatusCode.INTERNAL", "Stub process 'embedding_encoder_0_0' is not healthy.", ServerUnavailableError),
+    ("StatusCode.NOT_FOUND", "Request for unknown model: 'x' has no available versions", ServerUnavailableError),
 ])
 def test_translate(status, message, cls):
     error = translate(InferenceServerException(message, status=status))
