@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import itertools
 import json
 import os
 import subprocess
@@ -66,12 +67,21 @@ def run_soak(repository: Path, out: Path, *, seconds: float, users: int, sample_
     mb = np.array([s[1] for s in samples])
     keep = t >= 0.2 * t.max() if len(t) else t
     slope = float(np.polyfit(t[keep] / 60, mb[keep], 1)[0]) if keep.sum() >= 3 else float("nan")
+    windows = []  # the shape of the curve: growth that decelerates is warm-up, a steady slope is a leak
+    if len(t):
+        edges = np.linspace(0, t.max() + 1e-9, 6)
+        for lo, hi in itertools.pairwise(edges):
+            sel = (t >= lo) & (t < hi)
+            if sel.sum() >= 3:
+                windows.append({"from_min": round(lo / 60, 1), "to_min": round(hi / 60, 1),
+                                "mean_mb": round(float(mb[sel].mean()), 1),
+                                "slope_mb_per_min": round(float(np.polyfit(t[sel] / 60, mb[sel], 1)[0]), 1)})
     report = {"seconds": seconds, "users": users, "requests": int(total["Request Count"]),
               "failures": int(total["Failure Count"]), "requests_per_s": float(total["Requests/s"]),
               "p50_ms": float(total["50%"]), "p99_ms": float(total["99%"]), "locust_exit_code": run.returncode,
               "server_ready_after": ready, "rss_mb_start": round(float(mb[0]), 1) if len(mb) else None,
               "rss_mb_end": round(float(mb[-1]), 1) if len(mb) else None,
-              "rss_slope_mb_per_min_after_warmup": round(slope, 2), "samples": samples}
+              "rss_slope_mb_per_min_after_warmup": round(slope, 2), "rss_by_window": windows, "samples": samples}
     (out / "soak.json").write_text(json.dumps(report, indent=2))
     return report
 
