@@ -197,13 +197,6 @@ class EmbeddedServer:
         self.log_file = None
         return self.start(timeout_s)
 
-    def stub_pids(self) -> list[int]:
-        """Process ids of the Python-backend stubs (children of the server)."""
-        if self.process is None:
-            return []
-        out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)], capture_output=True, text=True)
-        return [int(p) for p in out.stdout.split()]
-
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
