@@ -8,11 +8,17 @@ from transformers import BertModel
 
 from .checkpoint import Checkpoint, CheckpointError
 
+ATTENTION = ("eager", "sdpa")
 
-def build_bert(checkpoint: Checkpoint, *, add_pooling_layer: bool = False) -> BertModel:
-    """A BertModel with eager attention (what ORT's fusions recognise), weights from the checkpoint."""
+
+def build_bert(checkpoint: Checkpoint, *, add_pooling_layer: bool = False, attention: str = "eager") -> BertModel:
+    """A BertModel with weights from the checkpoint. ``eager`` attention is what ONNX Runtime's BERT
+    fusions recognise (ONNX export); ``sdpa`` traces PyTorch's fused attention kernels (TorchScript
+    on GPU)."""
+    if attention not in ATTENTION:
+        raise ValueError(f"attention must be one of {ATTENTION}, not {attention!r}")
     config = checkpoint.config
-    model = BertModel._from_config(config, attn_implementation="eager", add_pooling_layer=add_pooling_layer)
+    model = BertModel._from_config(config, attn_implementation=attention, add_pooling_layer=add_pooling_layer)
     state = checkpoint.submodule_state(checkpoint.encoder_prefix())
     if not add_pooling_layer:
         state = {k: v for k, v in state.items() if not k.startswith("pooler.")}
@@ -69,7 +75,7 @@ class SequenceClassifier(nn.Module):
         return self.classifier(pooled)
 
 
-def build_classifier(checkpoint: Checkpoint) -> SequenceClassifier:
+def build_classifier(checkpoint: Checkpoint, attention: str = "eager") -> SequenceClassifier:
     head = checkpoint.submodule_state("classifier.")
     if "weight" not in head or "bias" not in head:
         raise CheckpointError(
@@ -79,7 +85,7 @@ def build_classifier(checkpoint: Checkpoint) -> SequenceClassifier:
     num_labels, hidden = head["weight"].shape
     classifier = nn.Linear(hidden, num_labels)
     classifier.load_state_dict(head)
-    return SequenceClassifier(build_bert(checkpoint, add_pooling_layer=True), classifier).eval()
+    return SequenceClassifier(build_bert(checkpoint, add_pooling_layer=True, attention=attention), classifier).eval()
 
 
 UIE_CROSS_LAYERS = 6
@@ -120,7 +126,7 @@ class UieCross(nn.Module):
         return head.float(), tail.float()
 
 
-def _uie_configs(checkpoint: Checkpoint):
+def _uie_configs(checkpoint: Checkpoint, attention: str = "eager"):
     import copy
 
     total = checkpoint.config.num_hidden_layers
@@ -136,21 +142,21 @@ def _uie_configs(checkpoint: Checkpoint):
     plm_config.num_hidden_layers = plm_layers
     cross_config = copy.deepcopy(checkpoint.config)
     cross_config.num_hidden_layers = cross_layers
-    cross_config._attn_implementation = "eager"
+    cross_config._attn_implementation = attention
     return plm_config, cross_config
 
 
-def build_uie_encoder(checkpoint: Checkpoint) -> UieEncoder:
-    plm_config, _ = _uie_configs(checkpoint)
+def build_uie_encoder(checkpoint: Checkpoint, attention: str = "eager") -> UieEncoder:
+    plm_config, _ = _uie_configs(checkpoint, attention)
     view = Checkpoint(checkpoint.path, plm_config, checkpoint.state_dict, checkpoint.vocab_file,
                       checkpoint.tokenizer_file, checkpoint.model_type, checkpoint.raw_config)
-    return UieEncoder(build_bert(view)).eval()
+    return UieEncoder(build_bert(view, attention=attention)).eval()
 
 
-def build_uie_cross(checkpoint: Checkpoint) -> UieCross:
+def build_uie_cross(checkpoint: Checkpoint, attention: str = "eager") -> UieCross:
     from transformers.models.bert.modeling_bert import BertEncoder
 
-    _, cross_config = _uie_configs(checkpoint)
+    _, cross_config = _uie_configs(checkpoint, attention)
     cross = BertEncoder(cross_config)
     cross.load_state_dict({"layer." + k: v for k, v in checkpoint.submodule_state("crossattention.layer.").items()})
     hidden = checkpoint.config.hidden_size
@@ -164,13 +170,13 @@ def build_uie_cross(checkpoint: Checkpoint) -> UieCross:
 FP32_SCOPES: dict[str, tuple[str, ...]] = {"embedding": ("/pooling/",)}
 
 
-def build_module(family: str, checkpoint: Checkpoint) -> nn.Module:
+def build_module(family: str, checkpoint: Checkpoint, attention: str = "eager") -> nn.Module:
     if family == "embedding":
-        return MeanPooledEncoder(build_bert(checkpoint)).eval()
+        return MeanPooledEncoder(build_bert(checkpoint, attention=attention)).eval()
     if family in ("pair-classification", "zero-shot"):
-        return build_classifier(checkpoint)
+        return build_classifier(checkpoint, attention)
     if family == "uie-encoder":
-        return build_uie_encoder(checkpoint)
+        return build_uie_encoder(checkpoint, attention)
     if family == "uie-cross":
-        return build_uie_cross(checkpoint)
+        return build_uie_cross(checkpoint, attention)
     raise ValueError(f"no module for family {family!r}")
