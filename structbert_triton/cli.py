@@ -37,6 +37,9 @@ def _export_parser(sub) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="embedded flavour: where the encoder runs")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
+    p.add_argument("--attention", choices=("eager", "sdpa"), default="eager",
+                   help="eager (default; what ONNX Runtime's fusions need) or sdpa (PyTorch's fused attention, "
+                        "for TorchScript on GPUs with large batches; see loadtest/RESULTS.md)")
     p.add_argument("--entailment-index", type=int, default=None,
                    help="zero-shot: logit index of 'entailment' (default: from label2id, else 0)")
     p.add_argument("--contradiction-index", type=int, default=None,
@@ -101,6 +104,7 @@ def cmd_export(args) -> int:
                           device=args.device)
     req = ExportRequest(task=args.task, out=args.out, model_dir=args.model_dir, model_id=args.model_id,
                         synthetic=args.synthetic, precision=args.precision, format=args.format, seed=args.seed,
+                        attention=args.attention,
                         entailment_index=args.entailment_index, contradiction_index=args.contradiction_index)
     try:
         models = run_export(req, opts)

@@ -48,6 +48,7 @@ class ExportRequest:
     precision: str = "fp32"
     format: str = "onnx"
     seed: int = 0
+    attention: str = "eager"  # sdpa: PyTorch's fused attention (TorchScript on GPU, large batches)
     entailment_index: int | None = None
     contradiction_index: int | None = None
 
@@ -81,7 +82,9 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
     model_dir = req.out / spec.triton_name
     reset_model_dir(model_dir)
     version = model_dir / "1"
-    module = build_module(family, checkpoint)
+    if req.attention != "eager" and req.format == "onnx":
+        log.warning("--attention %s with ONNX: ONNX Runtime's BERT fusions only recognise eager attention", req.attention)
+    module = build_module(family, checkpoint, req.attention)
     artifact = export_artifact(module, spec, checkpoint, version, req.precision, req.format)
     report = validate_artifact(build_module(family, checkpoint), spec, checkpoint, artifact,
                                precision=req.precision, fmt=req.format, classify_outputs=CLASSIFY_OUTPUTS,
@@ -94,7 +97,7 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
     pbtxt.write(model_dir, config)
     write_json(version / "export.json", {
         "task": req.task, "family": family, "source": str(checkpoint.path), "synthetic": bool(req.synthetic),
-        "precision": req.precision, "format": req.format, "flavour": opts.flavour,
+        "precision": req.precision, "format": req.format, "flavour": opts.flavour, "attention": req.attention,
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
                        "min_cosine": report.min_cosine, "min_argmax_agreement": report.min_argmax_agreement},

@@ -1,7 +1,8 @@
 """Assemble loadtest/RESULTS.md from benchmark outputs (CPU runs, INT8 drift, GPU run, reliability).
 
     python -m structbert_bench.results_file --cpu build/bench-final-fp32 --int8 build/bench-final-int8 \
-        --gpu loadtest/results/gpu_h100.json --reliability loadtest/results/reliability.json
+        --gpu loadtest/results/gpu_h100_eager.json loadtest/results/gpu_h100_sdpa.json \
+        --reliability loadtest/results/reliability.json
 """
 
 from __future__ import annotations
@@ -38,34 +39,44 @@ def targets(fp32: dict, int8: dict) -> list[str]:
     return lines
 
 
-def gpu_summary(gpu: dict) -> list[str]:
-    peak = gpu["measured_fp16_gemm_tflops"]
-    pair = gpu["pipelines"]["pair_classification_large"]
-    zs = gpu["pipelines"]["zero_shot_base_10_labels"]
-    uie = gpu["pipelines"]["uie_base"]
-    best_pair = max(pair["served_path"].values(), key=lambda r: r["pairs_per_s"])
-    best_zs = max(zs["served_path"].values(), key=lambda r: r["texts_per_s"])
-    memory = max(p["gpu_memory_gib"]["resident_after_load"] for p in gpu["pipelines"].values())
+def gpu_summary(runs: list[dict]) -> list[str]:
+    """Best figure per target across GPU runs (e.g. eager vs sdpa attention), naming the run."""
+    def best(pipeline: str, key: str):
+        options = [(max(r["pipelines"][pipeline]["served_path"].values(), key=lambda x: x[key]), r) for r in runs]
+        return max(options, key=lambda o: o[0][key])
+
+    pair, pair_run = best("pair_classification_large", "pairs_per_s")
+    zs, zs_run = best("zero_shot_base_10_labels", "texts_per_s")
+    uie_run = min(runs, key=lambda r: r["pipelines"]["uie_base"]["served_path_one_at_a_time"]["p50_ms"])
+    uie = uie_run["pipelines"]["uie_base"]
+    peak = pair_run["measured_fp16_gemm_tflops"]
+    memory = max(p["gpu_memory_gib"]["resident_after_load"] for r in runs for p in r["pipelines"].values())
     rows = [
-        ("UIE-base p50 <= 15 ms (one extraction at a time)", f"{uie['served_path_one_at_a_time']['p50_ms']} ms "
-         f"(baseline {uie['baseline']['p50_ms']} ms)", uie["served_path_one_at_a_time"]["p50_ms"] <= 15),
-        ("similarity-large (pair classifier) >= 3,000 pairs/s", f"{best_pair['pairs_per_s']:.0f} pairs/s "
-         f"(baseline {pair['baseline_pairs_per_s']})", best_pair["pairs_per_s"] >= 3000),
-        ("zero-shot-base >= 1,500 texts/s with 10 labels", f"{best_zs['texts_per_s']:.0f} texts/s "
-         f"(baseline {zs['baseline_texts_per_s']})", best_zs["texts_per_s"] >= 1500),
+        ("UIE-base p50 <= 15 ms (one extraction at a time)", f"{uie['served_path_one_at_a_time']['p50_ms']} ms, "
+         f"{uie_run['attention']} attention (baseline {uie['baseline']['p50_ms']} ms)",
+         uie["served_path_one_at_a_time"]["p50_ms"] <= 15),
+        ("similarity-large (pair classifier) >= 3,000 pairs/s", f"{pair['pairs_per_s']:.0f} pairs/s, "
+         f"{pair_run['attention']} attention (baseline "
+         f"{pair_run['pipelines']['pair_classification_large']['baseline_pairs_per_s']})", pair["pairs_per_s"] >= 3000),
+        ("zero-shot-base >= 1,500 texts/s with 10 labels", f"{zs['texts_per_s']:.0f} texts/s, {zs_run['attention']} "
+         f"attention (baseline {zs_run['pipelines']['zero_shot_base_10_labels']['baseline_texts_per_s']})",
+         zs["texts_per_s"] >= 1500),
         ("GPU memory per base model <= 0.6 GB", f"{memory:.2f} GiB resident after load (see note)", memory <= 0.56),
-        ("encoder FLOP rate vs the GPU's peak", f"{best_pair['tflops']} TFLOP/s = {best_pair['tflops'] / peak:.0%} of "
-         f"{peak} TFLOP/s (FP16 GEMM measured in the same run)", True),
+        ("encoder FLOP rate vs the GPU's peak", f"{pair['tflops']} TFLOP/s = {pair['tflops'] / peak:.0%} of {peak} "
+         "TFLOP/s (FP16 GEMM measured in the same run)", True),
     ]
-    lines = [f"{gpu['gpu']}, torch {gpu['torch']}, {gpu['date']}. Command: "
-             "`PYTHONPATH=client:export:model_repository:loadtest python -m structbert_bench.gpu --out $OUT --seconds 5`.",
+    lines = [f"{runs[0]['gpu']}, torch {runs[0]['torch']}. Command: `PYTHONPATH=client:export:model_repository:loadtest "
+             "python -m structbert_bench.gpu --out $OUT --seconds 4 --attention {eager,sdpa}` (one call, both runs).",
              "", "What ran: the embedded flavour's GPU path **without Triton's transport** (TorchScript FP16 artifacts "
-             "exported and validated on the GPU, the ragged encoder batching requests, the SiameseUIE level loop); the "
-             "embedded server itself could not be carried to the GPU machine (its wheels exceed the 64 MiB transfer "
-             "limit). Baseline in the same run: PyTorch eager with FP16 autocast, one request at a time.", "",
-             "| GPU target | measured | met |", "|---|---|---|"]
+             "exported and validated on the GPU, the ragged encoder batching requests with a 50% padding bound, the "
+             "SiameseUIE level loop); the embedded server itself could not be carried to the GPU machine (its wheels "
+             "exceed the 64 MiB transfer limit). Baseline in the same run: PyTorch eager with FP16 autocast, one "
+             "request at a time.", "", "| GPU target | measured (best run) | met |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {'yes' if ok else 'no'} |" for a, b, ok in rows]
-    lines += ["", "Memory note: FP16 weights of a base model are about 0.2 GiB; the resident figure was read in the "
+    lines += ["", "SDPA attention (PyTorch's fused kernels, `--attention sdpa`) beats eager at large batches "
+              "(pair-large +32%, zero-shot +19%) but TorchScript re-specialises for every new shape, so with "
+              "ever-changing shapes (UIE, batch 1) it is slower: eager stays the default.",
+              "Memory note: FP16 weights of a base model are about 0.2 GiB; the resident figure was read in the "
               "process that had just exported and validated (FP32 reference modules) and is an upper bound, not a "
               "clean per-model measurement.", ""]
     return lines
@@ -75,7 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cpu", type=Path, required=True)
     parser.add_argument("--int8", type=Path, required=True)
-    parser.add_argument("--gpu", type=Path, default=None)
+    parser.add_argument("--gpu", type=Path, nargs="*", default=[])
     parser.add_argument("--reliability", type=Path, default=None)
     args = parser.parse_args()
     out_dir = HERE / "results"
@@ -98,9 +109,11 @@ def main() -> None:
         shutil.copy(drift, out_dir / "cpu_int8_drift.json")
         parts += ["### INT8 drift against FP32 (end to end through both servers)", "", "```json",
                   drift.read_text(), "```", ""]
-    if args.gpu and args.gpu.is_file():
-        parts += ["## GPU", "", *gpu_summary(json.loads(args.gpu.read_text())), "```json", args.gpu.read_text(),
-                  "```", ""]
+    runs = [json.loads(p.read_text()) for p in args.gpu if p.is_file()]
+    if runs:
+        parts += ["## GPU", "", *gpu_summary(runs)]
+        for path in args.gpu:
+            parts += [f"`{path.name}`:", "", "```json", path.read_text(), "```", ""]
     if args.reliability and args.reliability.is_file():
         parts += ["## Reliability", "", "```json", args.reliability.read_text(), "```", ""]
     (HERE / "RESULTS.md").write_text("\n".join(parts))

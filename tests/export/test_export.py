@@ -170,3 +170,14 @@ def test_serve_exits_nonzero_with_reason_when_a_model_fails(tiny_repo, tmp_path)
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 1
     assert "embedding_encoder" in run.stderr and "failed to load" in run.stderr.lower()
+
+
+@pytest.mark.parametrize("family", ["zero-shot", "uie-cross"])
+def test_sdpa_torchscript_matches_the_eager_reference(request, tmp_path, family):
+    """--attention sdpa traces PyTorch's fused attention; validation compares with eager FP32."""
+    checkpoint = load_checkpoint(request.getfixturevalue("nli_checkpoint" if family == "zero-shot" else "uie_checkpoint"))
+    spec = spec_for(family)
+    artifact = export_artifact(build_module(family, checkpoint, "sdpa"), spec, checkpoint, tmp_path, "fp32", "torchscript")
+    report = validate_artifact(build_module(family, checkpoint), spec, checkpoint, artifact, precision="fp32",
+                               fmt="torchscript", classify_outputs=CLASSIFY_OUTPUTS)
+    assert report.passed and report.max_abs_diff < 1e-4
