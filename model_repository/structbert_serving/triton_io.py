@@ -20,6 +20,14 @@ def model_config(args: dict) -> dict:
     return json.loads(args["model_config"])
 
 
+def setup(args: dict) -> tuple[dict, dict[str, str], dict[str, Any]]:
+    """What every adapter's initialize() starts with: (model config, its parameters, output dtypes)."""
+    from .params import model_parameters
+
+    config = model_config(args)
+    return config, model_parameters(config), output_dtypes(config)
+
+
 def version_dir(args: dict) -> Path:
     return Path(args["model_repository"]) / str(args["model_version"])
 

@@ -7,16 +7,14 @@ import json
 
 from structbert_serving import triton_io
 from structbert_serving.encoder import EncoderSettings, RaggedEncoder
-from structbert_serving.params import get_param, model_parameters
+from structbert_serving.params import get_param
 from structbert_serving.runtime import load_runner
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton_io.model_config(args)
-        params = model_parameters(config)
+        config, params, self.dtypes = triton_io.setup(args)
         self.input_names = [i["name"] for i in config["input"]]
-        self.dtypes = triton_io.output_dtypes(config)
         device = get_param(params, "device", "auto")
         if args.get("model_instance_kind") == "CPU" and device == "auto":
             device = "cpu"

@@ -8,14 +8,12 @@ import numpy as np
 
 from structbert_serving import triton_io
 from structbert_serving.classification import softmax
-from structbert_serving.params import model_parameters
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton_io.model_config(args)
-        self.dtypes = triton_io.output_dtypes(config)
-        self.labels = np.array([s.encode() for s in json.loads(model_parameters(config)["labels"])], dtype=object)
+        _, params, self.dtypes = triton_io.setup(args)
+        self.labels = np.array([s.encode() for s in json.loads(params["labels"])], dtype=object)
 
     def _probs(self, request):
         logits = triton_io.input_array(request, "LOGITS")

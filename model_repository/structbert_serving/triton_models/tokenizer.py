@@ -7,16 +7,14 @@ from __future__ import annotations
 
 from structbert_serving import triton_io
 from structbert_serving.errors import InputError
-from structbert_serving.params import get_param, model_parameters
+from structbert_serving.params import get_param
 from structbert_serving.texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
 from structbert_serving.tokenization import TextTokenizer
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton_io.model_config(args)
-        params = model_parameters(config)
-        self.dtypes = triton_io.output_dtypes(config)
+        _, params, self.dtypes = triton_io.setup(args)
         self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
         self.text_inputs = get_param(params, "text_inputs", "TEXT").split(",")
         self.tokenizer = TextTokenizer(

@@ -16,15 +16,13 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from structbert_serving import triton_io, uie
-from structbert_serving.params import get_param, model_parameters
+from structbert_serving.params import get_param
 from structbert_serving.texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton_io.model_config(args)
-        params = model_parameters(config)
-        self.dtypes = triton_io.output_dtypes(config)
+        _, params, self.dtypes = triton_io.setup(args)
         self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
         self.encoder = get_param(params, "encoder_model", "uie_encoder")
         self.cross = get_param(params, "cross_model", "uie_cross")

@@ -16,7 +16,7 @@ import triton_python_backend_utils as pb_utils
 
 from structbert_serving import triton_io
 from structbert_serving.errors import InputError
-from structbert_serving.params import get_param, model_parameters
+from structbert_serving.params import get_param
 from structbert_serving.texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
 from structbert_serving.tokenization import TextTokenizer, bucket_length
 from structbert_serving.zero_shot import (
@@ -34,9 +34,7 @@ TOKENS = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
 
 class TritonPythonModel:
     def initialize(self, args):
-        config = triton_io.model_config(args)
-        params = model_parameters(config)
-        self.dtypes = triton_io.output_dtypes(config)
+        _, params, self.dtypes = triton_io.setup(args)
         self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
         self.max_labels = get_param(params, "max_labels", MAX_LABELS)
         self.encoder = get_param(params, "encoder_model", "zero_shot_classifier")
