@@ -59,7 +59,11 @@ def _serve_parser(sub) -> None:
                    help="restrict the admin APIs (repository, config, statistics, ...) to requests carrying "
                         "the header 'admin-key: $VAR' (the key is read from that environment variable)")
     p.add_argument("--no-supervise", dest="supervise", action="store_false",
-                   help="do not restart tritonserver when a Python-backend stub dies")
+                   help="do not restart tritonserver when a Python-backend stub dies (it is still restarted "
+                        "when it exits)")
+    p.add_argument("--max-restarts", type=int, default=5,
+                   help="give up (exit 1) after this many restarts within --restart-window-s")
+    p.add_argument("--restart-window-s", type=float, default=300.0)
     p.add_argument("server_args", nargs=argparse.REMAINDER, help="extra tritonserver flags after --")
 
 
@@ -117,6 +121,7 @@ def cmd_export(args) -> int:
 
 def cmd_serve(args) -> int:
     from structbert_serving.embedded_server import EmbeddedServer, ServerError, restricted_api_flags
+    from structbert_serving.supervisor import CrashLoopError, RestartPolicy, supervise
 
     extra = [a for a in args.server_args if a != "--"]
     if args.admin_key_env:
@@ -138,26 +143,18 @@ def cmd_serve(args) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    code = 0
-    while not stop.wait(1.0):
-        if server.process.poll() is not None:
-            print(f"error: tritonserver exited ({server.process.returncode}):\n{server.failure_summary()}",
-                  file=sys.stderr)
-            code = 1
-            break
-        missing = server.missing_stubs() if args.supervise else {}
-        if missing:
-            # Triton 2.51 does not restart a dead Python-backend stub and keeps reporting ready
-            log.error("Python-backend stubs died (%s): restarting tritonserver", missing)
-            try:
-                server.restart(timeout_s=args.startup_timeout_s)
-            except ServerError as exc:
-                print(f"error: restart failed:\n{exc}", file=sys.stderr)
-                code = 1
-                break
-            print(f"tritonserver restarted: HTTP {server.http_url}  gRPC {server.grpc_url}", flush=True)
-    server.stop()
-    return code
+    policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window_s)
+    try:
+        supervise(server, policy=policy, stop=stop, check_stubs=args.supervise,
+                  startup_timeout_s=args.startup_timeout_s,
+                  on_restart=lambda reason: print(f"tritonserver restarted ({reason}): HTTP {server.http_url}  "
+                                                  f"gRPC {server.grpc_url}", flush=True))
+    except (CrashLoopError, ServerError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        server.stop()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

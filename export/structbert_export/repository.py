@@ -1,11 +1,13 @@
-"""Write Triton models into a model repository: tokenizers, encoders (two flavours), post-processing,
-ensembles. Every config is derived from the family's spec, so names and dims follow the artifact."""
+"""Write Triton models into a model repository: encoders (two flavours) and the public Python (BLS)
+models in front of them. Every config is derived from the family's spec, so names and dims follow
+the artifact."""
 
 from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from .specs import EncoderSpec, TensorSpec
 
 FLAVOURS = ("embedded", "native")
 DEFAULT_LENGTH_BUCKETS = (16, 32, 64, 128, 256, 384, 512)
+BLS_INSTANCES = 2
 
 
 @dataclass
@@ -24,25 +27,36 @@ class ServingOptions:
     max_batch_size: int = 64
     max_queue_delay_us: int = 2000
     encoder_instances: int = 1
-    tokenizer_instances: int = 1
     intra_op_threads: int = 0
     max_batch_tokens: int = 16384
     overlength: str = "truncate"
     max_chars: int = 100_000
     device: str = "auto"
     trt_cache_dir: str = "/trt_cache"
-    # overload: a bounded queue per model; requests beyond it, or waiting longer than the
-    # timeout, are rejected at once (UNAVAILABLE) instead of growing latency without bound
+    # overload: a bounded queue on each public model; requests beyond it, or waiting longer than
+    # the timeout, are rejected at once (UNAVAILABLE) instead of growing latency without bound
     max_queue_size: int = 256
     queue_timeout_us: int = 30_000_000
-    extra: dict = field(default_factory=dict)
+    # encoders batch whatever is queued when an instance frees up; their callers (the public BLS
+    # models) already merge the rows of a whole dynamic batch into a few large requests
+    encoder_queue_delay_us: int = 0
 
 
-def dynamic_batching(opts: ServingOptions, delay_us: int) -> dict:
-    """Dynamic batching with the queue policy every batching model gets."""
-    return {"max_queue_delay_microseconds": delay_us,
+def admission_batching(opts: ServingOptions) -> dict:
+    """A public model's dynamic batching, with the admission control of the whole pipeline: a bounded
+    queue and a queue timeout, both refused with UNAVAILABLE at once."""
+    return {"max_queue_delay_microseconds": opts.max_queue_delay_us,
             "default_queue_policy": {"timeout_action": "REJECT", "default_timeout_microseconds": opts.queue_timeout_us,
                                      "allow_timeout_override": True, "max_queue_size": opts.max_queue_size}}
+
+
+def encoder_batching(opts: ServingOptions) -> dict:
+    """An internal encoder's dynamic batching: no queue policy. Its only callers are the public BLS
+    models, whose instances bound how many requests can wait here; and in Triton 2.51 any
+    ``default_queue_policy`` leaves the batcher asleep for up to 500 ms after an instance frees up
+    while requests wait (measured: 64-row requests from 2 clients, 1,650-2,070 rows/s with a
+    policy, 4,500 without; see loadtest/RESULTS.md)."""
+    return {"max_queue_delay_microseconds": opts.encoder_queue_delay_us}
 
 
 def python_model_source(name: str) -> str:
@@ -85,11 +99,13 @@ def encoder_max_batch_size(spec: EncoderSpec, opts: ServingOptions) -> int:
 
 
 def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, precision: str,
-                   opts: ServingOptions) -> tuple[dict, dict[str, str]]:
-    """The encoder's config and the tensor-name map the ensembles must use."""
+                   opts: ServingOptions, device: str | None = None) -> tuple[dict, dict[str, str]]:
+    """The encoder's config and the tensor-name map its BLS callers must use. ``device``: where the
+    artifact must run (a TorchScript trace's device), default ``opts.device``."""
+    device = device or opts.device
     max_batch = encoder_max_batch_size(spec, opts)
     base = {"name": spec.triton_name, "max_batch_size": max_batch,
-            "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us)}
+            "dynamic_batching": encoder_batching(opts)}
     if opts.flavour == "embedded":
         names = {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
         config = {
@@ -99,7 +115,7 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
             "output": _tensors(spec.outputs, sizes, names),
             "instance_group": [{"kind": "KIND_CPU", "count": opts.encoder_instances}],
             "parameters": pbtxt.parameters({
-                "artifact": artifact.name, "device": opts.device, "intra_op_threads": opts.intra_op_threads,
+                "artifact": artifact.name, "device": device, "intra_op_threads": opts.intra_op_threads,
                 "max_batch_tokens": opts.max_batch_tokens, "precision": precision,
                 "mask_groups": json.dumps(spec.mask_groups()),
             }),
@@ -112,10 +128,9 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
         "input": _tensors(spec.inputs, sizes, names),
         "output": _tensors(spec.outputs, sizes, names),
     }
-    if precision == "int8":
-        config["instance_group"] = [{"kind": "KIND_CPU", "count": opts.encoder_instances}]
-    else:
-        config["instance_group"] = [{"kind": "KIND_GPU", "count": opts.encoder_instances}]
+    # INT8 is an ORT CPU artifact; a TorchScript trace runs only where it was traced
+    on_cpu = precision == "int8" or (platform == "pytorch_libtorch" and device != "cuda")
+    config["instance_group"] = [{"kind": "KIND_CPU" if on_cpu else "KIND_GPU", "count": opts.encoder_instances}]
     if platform == "onnxruntime_onnx" and precision == "fp32":
         # TensorRT builds FP16 engines from the portable FP32 graph (it cannot parse ORT's fused
         # contrib ops, which the fp16 artifact contains; that one runs on the CUDA provider).
@@ -131,31 +146,42 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
     return config, names
 
 
-def tokenizer_config(name: str, max_length: int, opts: ServingOptions, text_inputs: tuple[str, ...] = ("TEXT",),
-                     pair_truncation: str = "longest_first") -> dict:
+def tokenizer_params(max_length: int, opts: ServingOptions, pair_truncation: str = "longest_first") -> dict:
+    """The tokenisation settings a BLS model reads (``TextTokenizer``'s arguments)."""
     params = {"max_length": max_length, "overlength": opts.overlength, "max_chars": opts.max_chars,
-              "text_inputs": ",".join(text_inputs), "pair_truncation": pair_truncation}
+              "pair_truncation": pair_truncation}
     if opts.flavour == "native":
-        # a native encoder batches only equal shapes: pad to a few length buckets
+        # a native encoder batches only equal shapes: rows are grouped by length bucket
         params["length_buckets"] = ",".join(str(b) for b in DEFAULT_LENGTH_BUCKETS if b < max_length) + f",{max_length}"
-    return {
+    return params
+
+
+def encoder_params(spec: EncoderSpec, names: dict[str, str], opts: ServingOptions) -> dict:
+    """How a BLS model reaches its encoder: model name, rows per request, tensor names."""
+    return {"encoder_model": spec.triton_name, "encoder_max_batch_size": encoder_max_batch_size(spec, opts),
+            "encoder_tensor_names": json.dumps(names)}
+
+
+def python_model(out: Path, name: str, adapter: str, *, inputs: list[dict], outputs: list[dict],
+                 opts: ServingOptions, params: dict, tokenizer: Callable[[Path], object] | None = None,
+                 instances: int = BLS_INSTANCES) -> list[str]:
+    """Write a public Python-backend model: ``<out>/<name>/config.pbtxt`` and ``1/model.py`` (the
+    adapter), plus ``1/tokenizer.json`` through ``tokenizer(path)``. Its bounded queue (REJECT) is
+    where overload is refused. Several instances: one waiting on its encoder must not serialise the
+    others (BLS calls block an instance in the non-decoupled Python backend)."""
+    model_dir = out / name
+    reset_model_dir(model_dir)
+    version = copy_python_model(model_dir, adapter)
+    if tokenizer is not None:
+        tokenizer(version / "tokenizer.json")
+    pbtxt.write(model_dir, {
         "name": name, "backend": "python", "max_batch_size": opts.max_batch_size,
-        "input": [pbtxt.tensor(name, "bytes", [1]) for name in text_inputs],
-        "output": [pbtxt.tensor(n, "int64", [-1]) for n in ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")],
-        "instance_group": [{"kind": "KIND_CPU", "count": opts.tokenizer_instances}],
-        "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us // 2),
+        "input": inputs, "output": outputs,
+        "instance_group": [{"kind": "KIND_CPU", "count": instances}],
+        "dynamic_batching": admission_batching(opts),
         "parameters": pbtxt.parameters(params),
-    }
-
-
-def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict:
-    return {"model_name": model, "model_version": -1, "input_map": inputs, "output_map": outputs}
-
-
-def ensemble_config(name: str, max_batch_size: int, inputs: list[dict], outputs: list[dict],
-                    steps: list[dict]) -> dict:
-    return {"name": name, "platform": "ensemble", "max_batch_size": max_batch_size, "input": inputs,
-            "output": outputs, "ensemble_scheduling": {"step": steps}}
+    })
+    return [name]
 
 
 def write_json(path: Path, data: dict) -> None:

@@ -19,13 +19,12 @@ from .modules import build_module
 from .repository import (
     ServingOptions,
     copy_python_model,
-    dynamic_batching,
     encoder_config,
     encoder_max_batch_size,
-    ensemble_config,
+    encoder_params,
+    python_model,
     reset_model_dir,
-    step,
-    tokenizer_config,
+    tokenizer_params,
     write_json,
 )
 from .specs import CLASSIFY_OUTPUTS, spec_for
@@ -74,6 +73,21 @@ def resolve_checkpoint(req: ExportRequest) -> Checkpoint:
     return load_checkpoint(path)
 
 
+def export_device(fmt: str, requested: str) -> str:
+    """Where the artifact is traced and validated. TorchScript bakes the trace's device into the
+    graph, so a GPU artifact must be traced on the GPU: ``auto`` takes the GPU when there is one;
+    ``cuda`` without one is an error, never a CPU-traced file. ONNX graphs are portable: ``auto``
+    validates on the CPU, ``cuda`` on the GPU."""
+    import torch
+
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no GPU on this machine. A TorchScript trace bakes in the "
+                         "device it ran on, so export GPU artifacts on a GPU host (or pass --device cpu)")
+    if requested == "auto":
+        return "cuda" if fmt == "torchscript" and torch.cuda.is_available() else "cpu"
+    return requested
+
+
 def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOptions,
                    family: str | None = None) -> tuple[dict, dict[str, str]]:
     """Export + validate the family's encoder into ``<repo>/<encoder>/1``; write its config."""
@@ -84,20 +98,23 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
     version = model_dir / "1"
     if req.attention != "eager" and req.format == "onnx":
         log.warning("--attention %s with ONNX: ONNX Runtime's BERT fusions only recognise eager attention", req.attention)
-    module = build_module(family, checkpoint, req.attention)
+    device = export_device(req.format, opts.device)
+    module = build_module(family, checkpoint, req.attention).to(device)  # a trace bakes in its device
     artifact = export_artifact(module, spec, checkpoint, version, req.precision, req.format)
     report = validate_artifact(build_module(family, checkpoint), spec, checkpoint, artifact,
                                precision=req.precision, fmt=req.format, classify_outputs=CLASSIFY_OUTPUTS,
-                               report_path=version / "validation.json")
+                               report_path=version / "validation.json", device=device)
     sizes = {"hidden": checkpoint.config.hidden_size, "max_length": checkpoint.max_seq_length,
              "labels": checkpoint.config.num_labels}
-    config, names = encoder_config(spec, sizes, artifact, req.precision, opts)
+    config, names = encoder_config(spec, sizes, artifact, req.precision, opts,
+                                   device=device if req.format == "torchscript" else opts.device)
     if opts.flavour == "embedded":
         copy_python_model(model_dir, "encoder")
     pbtxt.write(model_dir, config)
     write_json(version / "export.json", {
         "task": req.task, "family": family, "source": str(checkpoint.path), "synthetic": bool(req.synthetic),
         "precision": req.precision, "format": req.format, "flavour": opts.flavour, "attention": req.attention,
+        "device": device,
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
                        "min_cosine": report.min_cosine, "min_argmax_agreement": report.min_argmax_agreement},
@@ -106,93 +123,47 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
     return sizes, names
 
 
-def export_tokenizer(name: str, checkpoint: Checkpoint, out: Path, opts: ServingOptions,
-                     text_inputs: tuple[str, ...] = ("TEXT",), pair_truncation: str = "longest_first") -> None:
-    model_dir = out / name
-    reset_model_dir(model_dir)
-    version = copy_python_model(model_dir, "tokenizer")
-    write_tokenizer_json(checkpoint, version / "tokenizer.json")
-    pbtxt.write(model_dir, tokenizer_config(name, checkpoint.max_seq_length, opts, text_inputs, pair_truncation))
+def tokenizer_writer(checkpoint: Checkpoint):
+    return lambda path: write_tokenizer_json(checkpoint, path)
 
 
 def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
-    """tokenizer + encoder (+ mean pooling in the graph) + cosine; ensembles text_embedding and
-    sentence_similarity."""
+    """embedding_encoder (mean pooling and L2 normalisation in the graph) + the BLS models
+    text_embedding and sentence_similarity (tokenise, encode, cosine)."""
     checkpoint = resolve_checkpoint(req)
     sizes, names = export_encoder(req, checkpoint, opts)
-    hidden = sizes["hidden"]
-    export_tokenizer("embedding_tokenizer", checkpoint, req.out, opts)
-
-    cosine_dir = req.out / "cosine_similarity"
-    reset_model_dir(cosine_dir)
-    copy_python_model(cosine_dir, "cosine")
-    pbtxt.write(cosine_dir, {
-        "name": "cosine_similarity", "backend": "python", "max_batch_size": opts.max_batch_size,
-        "input": [pbtxt.tensor("EMBEDDING_A", "float32", [hidden]), pbtxt.tensor("EMBEDDING_B", "float32", [hidden])],
-        "output": [pbtxt.tensor("SCORE", "float32", [1])],
-        "instance_group": [{"kind": "KIND_CPU", "count": 1}],
-        "dynamic_batching": dynamic_batching(opts, 500),
-    })
-
-    tokens = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
-
-    def encode_steps(text: str, suffix: str, embedding: str) -> list[dict]:
-        return [
-            step("embedding_tokenizer", {"TEXT": text}, {t: f"{t.lower()}{suffix}" for t in tokens}),
-            step("embedding_encoder", {names[t]: f"{t.lower()}{suffix}" for t in tokens},
-                 {names["EMBEDDING"]: embedding}),
-        ]
-
-    mbs = opts.max_batch_size
-    pbtxt.write(req.out / "text_embedding", ensemble_config(
-        "text_embedding", mbs, [pbtxt.tensor("TEXT", "bytes", [1])],
-        [pbtxt.tensor("EMBEDDING", "float32", [hidden])], encode_steps("TEXT", "", "EMBEDDING")))
-    (req.out / "text_embedding" / "1").mkdir(exist_ok=True)
-    pbtxt.write(req.out / "sentence_similarity", ensemble_config(
-        "sentence_similarity", mbs,
-        [pbtxt.tensor("TEXT_A", "bytes", [1]), pbtxt.tensor("TEXT_B", "bytes", [1])],
-        [pbtxt.tensor("SCORE", "float32", [1])],
-        [*encode_steps("TEXT_A", "_a", "embedding_a"), *encode_steps("TEXT_B", "_b", "embedding_b"),
-         step("cosine_similarity", {"EMBEDDING_A": "embedding_a", "EMBEDDING_B": "embedding_b"},
-              {"SCORE": "SCORE"})]))
-    (req.out / "sentence_similarity" / "1").mkdir(exist_ok=True)
-    models = ["embedding_tokenizer", "embedding_encoder", "cosine_similarity", "text_embedding",
-              "sentence_similarity"]
+    spec = spec_for(req.task)
+    params = {**tokenizer_params(checkpoint.max_seq_length, opts), **encoder_params(spec, names, opts)}
+    text = pbtxt.tensor("TEXT", "bytes", [1])
+    models = [spec.triton_name]
+    models += python_model(req.out, "text_embedding", "text_embedding", inputs=[text],
+                           outputs=[pbtxt.tensor("EMBEDDING", "float32", [sizes["hidden"]])], opts=opts,
+                           params=params, tokenizer=tokenizer_writer(checkpoint))
+    models += python_model(req.out, "sentence_similarity", "sentence_similarity", inputs=pair_inputs(),
+                           outputs=[pbtxt.tensor("SCORE", "float32", [1])], opts=opts, params=params,
+                           tokenizer=tokenizer_writer(checkpoint))
     log.info("wrote %s to %s", ", ".join(models), req.out)
     return models
 
 
-TOKENS = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
+def pair_inputs() -> list[dict]:
+    return [pbtxt.tensor("TEXT_A", "bytes", [1]), pbtxt.tensor("TEXT_B", "bytes", [1])]
 
 
 def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list[str]:
-    """pair_tokenizer -> pair_classifier (LOGITS) -> pair_softmax (PROBS, LABELS); ensemble
-    pair_classification."""
+    """pair_classifier (encoder + pooler + classifier -> LOGITS) + the BLS model pair_classification
+    (tokenise the pair, classify, softmax -> PROBS, LABELS)."""
     checkpoint = resolve_checkpoint(req)
     sizes, names = export_encoder(req, checkpoint, opts)
     labels = id2label_list(checkpoint.config.id2label, sizes["labels"])
-    export_tokenizer("pair_tokenizer", checkpoint, req.out, opts, ("TEXT_A", "TEXT_B"), "longest_first")
-    softmax_dir = req.out / "pair_softmax"
-    reset_model_dir(softmax_dir)
-    copy_python_model(softmax_dir, "pair_softmax")
+    spec = spec_for(req.task)
     n = len(labels)
-    pbtxt.write(softmax_dir, {
-        "name": "pair_softmax", "backend": "python", "max_batch_size": opts.max_batch_size,
-        "input": [pbtxt.tensor("LOGITS", "float32", [n])],
-        "output": [pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])],
-        "instance_group": [{"kind": "KIND_CPU", "count": 1}],
-        "dynamic_batching": dynamic_batching(opts, 500),
-        "parameters": pbtxt.parameters({"labels": json.dumps(labels, ensure_ascii=False)}),
-    })
-    pbtxt.write(req.out / "pair_classification", ensemble_config(
-        "pair_classification", opts.max_batch_size,
-        [pbtxt.tensor("TEXT_A", "bytes", [1]), pbtxt.tensor("TEXT_B", "bytes", [1])],
-        [pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])],
-        [step("pair_tokenizer", {"TEXT_A": "TEXT_A", "TEXT_B": "TEXT_B"}, {t: t.lower() for t in TOKENS}),
-         step("pair_classifier", {names[t]: t.lower() for t in TOKENS}, {names["LOGITS"]: "logits"}),
-         step("pair_softmax", {"LOGITS": "logits"}, {"PROBS": "PROBS", "LABELS": "LABELS"})]))
-    (req.out / "pair_classification" / "1").mkdir(exist_ok=True)
-    return ["pair_tokenizer", "pair_classifier", "pair_softmax", "pair_classification"]
+    params = {**tokenizer_params(checkpoint.max_seq_length, opts, "longest_first"),
+              **encoder_params(spec, names, opts), "labels": json.dumps(labels, ensure_ascii=False)}
+    return [spec.triton_name, *python_model(
+        req.out, "pair_classification", "pair_classification", inputs=pair_inputs(),
+        outputs=[pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])], opts=opts,
+        params=params, tokenizer=tokenizer_writer(checkpoint))]
 
 
 def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
@@ -207,30 +178,18 @@ def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
         if not 0 <= idx < sizes["labels"]:
             raise ValueError(f"{which} index {idx} is outside the {sizes['labels']} labels of {checkpoint.path}")
     spec = spec_for(req.task)
-    model_dir = req.out / "zero_shot_classification"
-    reset_model_dir(model_dir)
-    version = copy_python_model(model_dir, "zero_shot")
-    write_tokenizer_json(checkpoint, version / "tokenizer.json")
-    tokenizer_params = tokenizer_config("x", checkpoint.max_seq_length, opts)["parameters"]
-    params = {k: v["string_value"] for k, v in tokenizer_params.items()}
-    params.update({
-        "encoder_model": spec.triton_name, "encoder_max_batch_size": encoder_max_batch_size(spec, opts),
-        "encoder_tensor_names": json.dumps(names), "max_labels": MAX_LABELS,
-        "entailment_index": indices.entailment, "contradiction_index": indices.contradiction,
-    })
-    pbtxt.write(model_dir, {
-        "name": "zero_shot_classification", "backend": "python", "max_batch_size": opts.max_batch_size,
-        "input": [pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("LABELS", "bytes", [1]),
-                  pbtxt.tensor("HYPOTHESIS_TEMPLATE", "bytes", [1], optional=True),
-                  pbtxt.tensor("MULTI_LABEL", "bool", [1], optional=True)],
-        "output": [pbtxt.tensor("RESULT", "bytes", [1])],
-        # BLS: several instances so one waiting on the encoder does not serialise the others
-        "instance_group": [{"kind": "KIND_CPU", "count": 2}],
-        "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us),
-        "parameters": pbtxt.parameters(params),
-    })
+    params = {**tokenizer_params(checkpoint.max_seq_length, opts, "only_first"), **encoder_params(spec, names, opts),
+              "max_labels": MAX_LABELS, "entailment_index": indices.entailment,
+              "contradiction_index": indices.contradiction}
+    models = [spec.triton_name, *python_model(
+        req.out, "zero_shot_classification", "zero_shot",
+        inputs=[pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("LABELS", "bytes", [1]),
+                pbtxt.tensor("HYPOTHESIS_TEMPLATE", "bytes", [1], optional=True),
+                pbtxt.tensor("MULTI_LABEL", "bool", [1], optional=True)],
+        outputs=[pbtxt.tensor("RESULT", "bytes", [1])], opts=opts, params=params,
+        tokenizer=tokenizer_writer(checkpoint))]
     log.info("NLI indices: entailment %d, contradiction %d", indices.entailment, indices.contradiction)
-    return [spec.triton_name, "zero_shot_classification"]
+    return models
 
 
 def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
@@ -240,26 +199,17 @@ def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
     _, encoder_names = export_encoder(req, checkpoint, opts, "uie-encoder")
     _, cross_names = export_encoder(req, checkpoint, opts, "uie-cross")
     encoder_spec, cross_spec = spec_for("uie-encoder"), spec_for("uie-cross")
-    model_dir = req.out / "information_extraction"
-    reset_model_dir(model_dir)
-    version = copy_python_model(model_dir, "uie")
-    write_tokenizer_json(checkpoint, version / "tokenizer.json")
-    pbtxt.write(model_dir, {
-        "name": "information_extraction", "backend": "python", "max_batch_size": opts.max_batch_size,
-        "input": [pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("SCHEMA", "bytes", [1]),
-                  pbtxt.tensor("OUTPUT_ALL_PREFIX", "bool", [1], optional=True)],
-        "output": [pbtxt.tensor("RESULT", "bytes", [1])],
-        "instance_group": [{"kind": "KIND_CPU", "count": 2}],
-        "dynamic_batching": dynamic_batching(opts, opts.max_queue_delay_us),
-        "parameters": pbtxt.parameters({
-            "encoder_model": encoder_spec.triton_name, "cross_model": cross_spec.triton_name,
-            "encoder_max_batch_size": min(encoder_max_batch_size(encoder_spec, opts),
-                                          encoder_max_batch_size(cross_spec, opts)),
-            "tensor_names": json.dumps({**encoder_names, **cross_names}), "max_text_tokens": MAX_TEXT_TOKENS,
-            "max_chars": opts.max_chars,
-        }),
-    })
-    return [encoder_spec.triton_name, cross_spec.triton_name, "information_extraction"]
+    params = {"encoder_model": encoder_spec.triton_name, "cross_model": cross_spec.triton_name,
+              "encoder_max_batch_size": min(encoder_max_batch_size(encoder_spec, opts),
+                                            encoder_max_batch_size(cross_spec, opts)),
+              "encoder_tensor_names": json.dumps({**encoder_names, **cross_names}),
+              "max_text_tokens": MAX_TEXT_TOKENS, "max_chars": opts.max_chars}
+    return [encoder_spec.triton_name, cross_spec.triton_name, *python_model(
+        req.out, "information_extraction", "uie",
+        inputs=[pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("SCHEMA", "bytes", [1]),
+                pbtxt.tensor("OUTPUT_ALL_PREFIX", "bool", [1], optional=True)],
+        outputs=[pbtxt.tensor("RESULT", "bytes", [1])], opts=opts, params=params,
+        tokenizer=tokenizer_writer(checkpoint))]
 
 
 EXPORTERS = {"embedding": export_embedding, "pair-classification": export_pair_classification,

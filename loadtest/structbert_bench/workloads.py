@@ -22,6 +22,8 @@ class Workload:
 
 
 WORKLOADS = {w.name: w for w in (
+    Workload("embedding", "embedding", "text_embedding", "texts",
+             "L2-normalised mean-pooled embedding of one shopping review (text_embedding)"),
     Workload("similarity", "embedding", "sentence_similarity", "pairs",
              "bi-encoder cosine of two shopping reviews (sentence_similarity)"),
     Workload("zero_shot", "zero-shot", "zero_shot_classification", "texts",
@@ -54,13 +56,15 @@ def payloads(name: str, data_dir: Path, n: int, seed: int = 0) -> list[tuple]:
         texts = _texts(data_dir / "msra_ner.jsonl")
         return [(rng.choice(texts),) for _ in range(n)]
     reviews = [t for t in _texts(data_dir / "shopping_reviews.jsonl") if t.strip()]
-    if name == "zero_shot":
+    if name in ("zero_shot", "embedding"):
         return [(rng.choice(reviews),) for _ in range(n)]
     return [(rng.choice(reviews), rng.choice(reviews)) for _ in range(n)]
 
 
 def client_call(name: str, client) -> Callable[[tuple], object]:
     """The SDK call a user makes for one request of the workload."""
+    if name == "embedding":
+        return lambda p: client.embed(p[0])
     if name == "similarity":
         return lambda p: client.similarity(p[0], p[1])
     if name == "pair":
@@ -72,10 +76,24 @@ def client_call(name: str, client) -> Callable[[tuple], object]:
     raise ValueError(name)
 
 
+def sdk_worker(url: str, protocol: str, workload: str, timeout_s: float = 120.0
+               ) -> Callable[[], Callable[[tuple], object]]:
+    """A factory of the workload's SDK call, one client each, without retries (load runs count
+    errors and refusals themselves)."""
+    def make() -> Callable[[tuple], object]:
+        from structbert_client import StructBertClient
+
+        return client_call(workload, StructBertClient(url, protocol=protocol, retries=0, timeout_s=timeout_s))
+    return make
+
+
 def baseline_call(name: str, checkpoint: Path) -> Callable[[tuple], object]:
     """The PyTorch eager code path, loaded once, called one request at a time."""
     from . import baseline
 
+    if name == "embedding":
+        model, tok = baseline.load_reference(checkpoint)
+        return lambda p: baseline.mean_pooled(model, tok, [p[0]], 512)
     if name == "similarity":
         model, tok = baseline.load_reference(checkpoint)
         return lambda p: baseline.cosine_pair(model, tok, p[0], p[1])

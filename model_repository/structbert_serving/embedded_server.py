@@ -47,6 +47,16 @@ class ServerError(RuntimeError):
     """The server did not start or a model failed to load; the message carries the server's reasons."""
 
 
+def die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the parent dies (Linux ``PR_SET_PDEATHSIG``, as PyTriton
+    does), so a killed ``serve`` or test never leaves a tritonserver holding ports and memory; the
+    server's ``--exit-timeout-secs`` bounds its shutdown and its stubs exit with it."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -143,11 +153,11 @@ class EmbeddedServer:
         backends = prepare_backends(self._workdir / "backends")
         if self.log_file is None:
             self.log_file = self._workdir / "tritonserver.log"
-        self._log_handle = open(self.log_file, "wb")  # noqa: SIM115 - closed in stop()
+        self._log_handle = open(self.log_file, "ab")  # noqa: SIM115 - closed in stop(); a restart appends
         cmd = self.command(backends)
         log.info("starting %s", " ".join(cmd))
         self.process = subprocess.Popen(cmd, stdout=self._log_handle, stderr=subprocess.STDOUT, env=server_env(),
-                                        start_new_session=True)
+                                        start_new_session=True, preexec_fn=die_with_parent)
         try:
             self.wait_ready(timeout_s)
         except BaseException:
@@ -190,12 +200,6 @@ class EmbeddedServer:
         if self.process is None or self.process.poll() is not None:
             return {}
         return missing_stubs(self.repository, parent_pid=self.process.pid)
-
-    def restart(self, timeout_s: float = 180) -> EmbeddedServer:
-        """Stop and start again on the same ports."""
-        self.stop()
-        self.log_file = None
-        return self.start(timeout_s)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

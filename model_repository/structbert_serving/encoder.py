@@ -98,3 +98,32 @@ class RaggedEncoder:
                 out[name] = gather_padded(picked, feeds[mask].shape[1]) if mask else np.stack(picked)
             results[r] = out
         return results  # type: ignore[return-value]
+
+
+DEFAULT_WARMUP_SHAPES = ((1, 16), (4, 64), (16, 128))  # (rows, sequence length)
+_NUMPY = {"TYPE_INT64": np.int64, "TYPE_INT32": np.int32, "TYPE_FP32": np.float32, "TYPE_FP16": np.float16}
+
+
+def warmup_feeds(inputs: Sequence[dict], rows: int, length: int) -> dict[str, np.ndarray]:
+    """Dummy feeds for a model config's inputs (``{"name", "data_type", "dims"}``, dims without the
+    batch dim, -1 dynamic): every dynamic dim is ``length``; integer inputs hold 1 (a valid token id,
+    mask and position), float inputs 0."""
+    feeds = {}
+    for spec in inputs:
+        dims = [length if int(d) < 0 else int(d) for d in spec["dims"]]
+        dtype = _NUMPY[spec["data_type"]]
+        feeds[spec["name"]] = np.full([rows, *dims], 0 if np.issubdtype(dtype, np.floating) else 1, dtype=dtype)
+    return feeds
+
+
+def warm_up(encoder: RaggedEncoder, inputs: Sequence[dict], shapes: Sequence[tuple[int, int]] = DEFAULT_WARMUP_SHAPES,
+            repeats: int = 2) -> None:
+    """Run a few shapes through the encoder before the model reports ready, so the first user
+    request does not pay for lazy initialisation (ORT arenas, TorchScript's profiling executor
+    specialises on its second run of a shape, CUDA kernels and cuBLAS handles)."""
+    for rows, length in shapes:
+        feeds = warmup_feeds(inputs, min(rows, encoder.settings.max_rows), length)
+        for _ in range(repeats):
+            result = encoder.run([feeds])[0]
+            if isinstance(result, Exception):
+                raise result

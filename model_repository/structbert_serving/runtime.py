@@ -55,19 +55,47 @@ class OrtRunner:
         return dict(zip(self.output_names, outputs))
 
 
+def traced_devices(module) -> set[str]:
+    """Device types baked into a TorchScript graph as constants: a trace records the device of every
+    tensor it creates (position ids, masks), whatever ``map_location`` says at load time."""
+    graph = module.inlined_graph
+    return {str(n.output().toIValue()).split(":")[0] for n in graph.findAllNodes("prim::Constant", True)
+            if n.output().type().kind() == "DeviceObjType"}
+
+
+def check_trace_device(module, device: str, path: str | Path) -> None:
+    """Refuse a TorchScript artifact traced on another device than the one it is to run on (a CPU
+    trace served on ``cuda`` fails every request with "Expected all tensors to be on the same
+    device")."""
+    other = traced_devices(module) - {device}
+    if other:
+        raise RuntimeError(
+            f"{path} was traced on {', '.join(sorted(other))} but is to run on {device}: a TorchScript trace "
+            f"bakes in the device it ran on. Export it again with --device {device} on a machine that has "
+            f"that device.")
+
+
 class TorchScriptRunner:
+    """``device="auto"`` runs the artifact where it was traced (a GPU trace needs a GPU)."""
+
     def __init__(self, path: Path, *, input_names: list[str], output_names: list[str], device: str = "auto",
                  intra_op_threads: int = 0):
         import torch
 
         if intra_op_threads > 0:
             torch.set_num_threads(intra_op_threads)
-        use_cuda = _want_cuda(device) and torch.cuda.is_available()
-        if device == "cuda" and not use_cuda:
-            raise RuntimeError(f"{path}: device=cuda asked for, but torch sees no GPU")
-        self.device = "cuda" if use_cuda else "cpu"
         self._torch = torch
-        self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        module = torch.jit.load(str(path), map_location="cpu")
+        if device == "auto":
+            traced = traced_devices(module)
+            device = "cuda" if "cuda" in traced or (not traced and _want_cuda("auto") and torch.cuda.is_available()) \
+                else "cpu"
+        if device == "cuda" and not (_want_cuda(device) and torch.cuda.is_available()):
+            raise RuntimeError(f"{path}: device=cuda asked for (or the artifact was traced on a GPU), but torch "
+                               "sees no GPU")
+        check_trace_device(module, device, path)
+        self.device = device
+        self.module = (torch.jit.load(str(path), map_location=device) if device != "cpu" else module).eval()
         self.input_names = list(input_names)
         self.output_names = list(output_names)
 

@@ -69,24 +69,27 @@ class TextTokenizer:
             raise result
         return result
 
-    def encode_many(self, groups: Sequence[Sequence[str | tuple[str, str]]], name: str = "TEXT"
+    def encode_many(self, groups: Sequence[Sequence[str | tuple[str, str]]], name: str | Sequence[str] = "TEXT"
                     ) -> list[Batch | InputError]:
-        """Tokenise the texts (or (text, pair) tuples) of many requests in one call; a bad text fails
-        only its own request. Pairs: ``[CLS] a [SEP] b [SEP]``, token type 1 for b and its [SEP]."""
+        """Tokenise the texts (or (text, pair) tuples) of many groups (requests, or columns of
+        requests) in one call; a bad text fails only its own group. ``name``: the input named in
+        error messages, one for all groups or one per group. Pairs: ``[CLS] a [SEP] b [SEP]``, token
+        type 1 for b and its [SEP]."""
+        names = [name] * len(groups) if isinstance(name, str) else list(name)
         flat = [text for group in groups for text in group]
         try:
             encodings = self._tokenizer.encode_batch(flat) if flat else []
-        except Exception:  # e.g. a hypothesis longer than max_length: find the culprit request
+        except Exception:  # e.g. a hypothesis longer than max_length: find the culprit group
             if len(groups) == 1:
-                return [InputError(self._pair_error(name))]
-            return [r for group in groups for r in self.encode_many([group], name)]
+                return [InputError(self._pair_error(names[0]))]
+            return [r for group, n in zip(groups, names) for r in self.encode_many([group], n)]
         results: list[Batch | InputError] = []
         start = 0
-        for group in groups:
+        for group, group_name in zip(groups, names):
             chunk = encodings[start : start + len(group)]
             start += len(group)
             try:
-                results.append(self._check_and_pad(chunk, name))
+                results.append(self._check_and_pad(chunk, group_name))
             except InputError as exc:
                 results.append(exc)
         return results

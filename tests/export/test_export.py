@@ -99,10 +99,10 @@ def all_configs(repo: Path) -> dict[str, object]:
 
 def test_embedded_repository_configs_parse(tiny_repo):
     configs = all_configs(tiny_repo)
-    assert set(configs) == {"embedding_tokenizer", "embedding_encoder", "cosine_similarity", "text_embedding",
-                            "sentence_similarity", "zero_shot_classifier", "zero_shot_classification",
-                            "pair_tokenizer", "pair_classifier", "pair_softmax", "pair_classification",
-                            "uie_encoder", "uie_cross", "information_extraction"}
+    public = {"text_embedding", "sentence_similarity", "pair_classification", "zero_shot_classification",
+              "information_extraction"}
+    encoders = {"embedding_encoder", "pair_classifier", "zero_shot_classifier", "uie_encoder", "uie_cross"}
+    assert set(configs) == public | encoders
     cross = configs["uie_cross"]
     groups = json.loads(cross.parameters["mask_groups"].string_value)
     assert groups["HINT_HIDDEN"] == "HINT_MASK" and groups["HEAD_LOGITS"] == "TEXT_MASK"
@@ -116,8 +116,13 @@ def test_embedded_repository_configs_parse(tiny_repo):
     assert encoder.backend == "python" and all(i.allow_ragged_batch for i in encoder.input)
     assert encoder.output[0].dims == [64]  # hidden size of the tiny model, from the spec
     for name, config in configs.items():
-        if config.platform != "ensemble":
-            assert config.HasField("dynamic_batching"), name
+        assert config.backend == "python" and not config.platform, name  # no ensembles (server#8631)
+        assert config.HasField("dynamic_batching"), name
+        # admission control on the public models only: a queue policy on an encoder stalls its batcher
+        assert config.dynamic_batching.HasField("default_queue_policy") == (name in public), name
+        if name in public:
+            assert config.dynamic_batching.default_queue_policy.max_queue_size == 256
+            assert config.instance_group[0].count == 2  # one instance waiting on BLS never serialises
 
 
 @pytest.mark.parametrize("fmt,platform", [("onnx", "onnxruntime_onnx"), ("torchscript", "pytorch_libtorch")])
@@ -133,9 +138,10 @@ def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path,
     encoder = configs["embedding_encoder"]
     assert encoder.platform == platform
     names = {t.name for t in (*encoder.input, *encoder.output)}
-    steps = configs["text_embedding"].ensemble_scheduling.step
-    assert set(steps[1].input_map) | set(steps[1].output_map) == names
-    assert configs["embedding_tokenizer"].parameters["length_buckets"].string_value.endswith("512")
+    for public in ("text_embedding", "sentence_similarity"):
+        params = configs[public].parameters
+        assert set(json.loads(params["encoder_tensor_names"].string_value).values()) == names
+        assert params["length_buckets"].string_value.endswith("512")
     if fmt == "onnx":
         accel = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]
         assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
@@ -181,3 +187,55 @@ def test_sdpa_torchscript_matches_the_eager_reference(request, tmp_path, family)
     report = validate_artifact(build_module(family, checkpoint), spec, checkpoint, artifact, precision="fp32",
                                fmt="torchscript", classify_outputs=CLASSIFY_OUTPUTS)
     assert report.passed and report.max_abs_diff < 1e-4
+
+
+# --- the device a TorchScript artifact is traced on is the device it serves on ---------------------
+
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the behaviour on a machine without a GPU")
+
+
+def test_a_cpu_trace_is_refused_for_cuda(tiny_checkpoint, tmp_path):
+    """The trace records the device of every tensor it creates; a CPU trace must never be shipped
+    for (or loaded on) cuda: it would fail every request there."""
+    from structbert_serving.runtime import check_trace_device, load_runner, traced_devices
+
+    checkpoint = load_checkpoint(tiny_checkpoint)
+    artifact = export_artifact(build_module("embedding", checkpoint), SPEC, checkpoint, tmp_path, "fp16",
+                               "torchscript")
+    module = torch.jit.load(str(artifact), map_location="cpu")
+    assert traced_devices(module) == {"cpu"}
+    check_trace_device(module, "cpu", artifact)
+    with pytest.raises(RuntimeError, match="traced on cpu but is to run on cuda"):
+        check_trace_device(module, "cuda", artifact)
+    runner = load_runner(artifact, input_names=SPEC.input_names, output_names=SPEC.output_names, device="auto")
+    assert runner.device == "cpu"  # auto follows the trace
+
+
+@NO_GPU
+def test_export_for_cuda_without_a_gpu_is_a_clear_error(tmp_path, cache_root):
+    from structbert_export.tasks import export_device
+
+    assert export_device("torchscript", "auto") == "cpu"
+    with pytest.raises(ValueError, match="torch sees no GPU"):
+        export_device("torchscript", "cuda")
+    run = subprocess.run([sys.executable, "-m", "structbert_triton", "export", "--task", "embedding", "--synthetic",
+                          "tiny", "--format", "torchscript", "--precision", "fp16", "--device", "cuda",
+                          "--out", str(tmp_path / "repo")], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 2 and "torch sees no GPU" in run.stderr
+    assert not (tmp_path / "repo" / "embedding_encoder" / "1" / "model.pt").exists()
+
+
+@NO_GPU
+def test_torchscript_configs_name_the_trace_device(tiny_checkpoint, tmp_path):
+    embedded = export_repo(tmp_path / "embedded", task="embedding", model_dir=tiny_checkpoint, format="torchscript")
+    encoder = all_configs(embedded)["embedding_encoder"]
+    assert encoder.parameters["device"].string_value == "cpu"
+    meta = json.loads((embedded / "embedding_encoder" / "1" / "export.json").read_text())
+    assert meta["device"] == "cpu"
+    native = export_repo(tmp_path / "native", task="embedding", model_dir=tiny_checkpoint, format="torchscript",
+                         opts={"flavour": "native"})
+    # a CPU trace is served by CPU instances: KIND_GPU would run it on cuda and fail every request
+    from tritonclient.grpc import model_config_pb2
+
+    kind = all_configs(native)["embedding_encoder"].instance_group[0].kind
+    assert kind == model_config_pb2.ModelInstanceGroup.Kind.Value("KIND_CPU")

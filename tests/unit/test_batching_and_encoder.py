@@ -115,3 +115,18 @@ def test_padding_bound_keeps_chunks_tight():
         padded = len(chunk) * max(lengths[i] for i in chunk)
         assert len(chunk) == 1 or padded <= 1.1 * sum(lengths[i] for i in chunk)
     assert len(plan_chunks(lengths, max_tokens=16384, max_rows=64)) == 1  # unbounded: one chunk
+
+
+def test_warm_up_runs_every_shape_through_the_encoder_from_the_model_config():
+    from structbert_serving.encoder import warm_up, warmup_feeds
+
+    # as Triton hands the config to the model: int64 dims come as strings in protobuf JSON
+    inputs = [{"name": n, "data_type": "TYPE_INT64", "dims": ["-1"]} for n in NAMES]
+    feeds = warmup_feeds(inputs, 3, 20)
+    assert {k: v.shape for k, v in feeds.items()} == {n: (3, 20) for n in NAMES}
+    assert feeds["ATTENTION_MASK"].min() == 1
+    hidden = warmup_feeds([{"name": "TEXT_HIDDEN", "data_type": "TYPE_FP32", "dims": ["-1", "8"]}], 2, 5)
+    assert hidden["TEXT_HIDDEN"].shape == (2, 5, 8) and hidden["TEXT_HIDDEN"].dtype == np.float32
+    runner = FakeRunner()
+    warm_up(RaggedEncoder(runner, NAMES, EncoderSettings(max_rows=4)), inputs, shapes=[(1, 16), (8, 64)])
+    assert runner.widths == [(1, 16), (1, 16), (4, 64), (4, 64)]  # each shape twice; rows capped by max_rows

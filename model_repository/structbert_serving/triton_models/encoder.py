@@ -4,9 +4,10 @@ inside the Python backend. Inputs are ragged: requests of different lengths shar
 from __future__ import annotations
 
 import json
+import time
 
 from structbert_serving import triton_io
-from structbert_serving.encoder import EncoderSettings, RaggedEncoder
+from structbert_serving.encoder import EncoderSettings, RaggedEncoder, warm_up
 from structbert_serving.params import get_param
 from structbert_serving.runtime import load_runner
 
@@ -35,6 +36,10 @@ class TritonPythonModel:
             max_padding=float("inf") if max_padding < 0 else max_padding,
             mask_groups=json.loads(get_param(params, "mask_groups", "{}")),
         ))
+        if get_param(params, "warmup", True):
+            started = time.perf_counter()
+            warm_up(self.encoder, config["input"])
+            triton_io.log.info("%s warmed up in %.2f s", args["model_name"], time.perf_counter() - started)
 
     def execute(self, requests):
         feeds = triton_io.per_request(

@@ -9,13 +9,11 @@ the encoder's and cross model's dynamic batchers. No state survives a call.
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
-from structbert_serving import triton_io, uie
+from structbert_serving import bls, triton_io, uie
 from structbert_serving.params import get_param
 from structbert_serving.texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
 
@@ -24,10 +22,8 @@ class TritonPythonModel:
     def initialize(self, args):
         _, params, self.dtypes = triton_io.setup(args)
         self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
-        self.encoder = get_param(params, "encoder_model", "uie_encoder")
+        self.encoder, self.names, self.max_rows = bls.encoder_settings(params, "uie_encoder")
         self.cross = get_param(params, "cross_model", "uie_cross")
-        self.max_rows = get_param(params, "encoder_max_batch_size", 128)
-        self.names = json.loads(get_param(params, "tensor_names", "{}"))
         self.tokenizer = uie.UieTokenizer(triton_io.version_dir(args) / "tokenizer.json",
                                           max_text_tokens=get_param(params, "max_text_tokens", uie.MAX_TEXT_TOKENS))
 
@@ -40,28 +36,8 @@ class TritonPythonModel:
         return [uie.Extraction(text, uie.parse_schema(schemas[i]), prefix[i]) for i, text in enumerate(texts)]
 
     async def _call(self, model: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """One logical call, sent as chunks of at most max_rows rows, concurrently."""
-        rows = next(iter(feeds.values())).shape[0]
-        jobs = []
-        outputs = None
-        for start in range(0, rows, self.max_rows):
-            inputs = [pb_utils.Tensor(self.names.get(k, k), np.ascontiguousarray(v[start:start + self.max_rows]))
-                      for k, v in feeds.items()]
-            wanted = ["HIDDEN"] if model == self.encoder else ["HEAD_LOGITS", "TAIL_LOGITS"]
-            jobs.append(pb_utils.InferenceRequest(model_name=model, inputs=inputs,
-                                                  requested_output_names=[self.names.get(w, w) for w in wanted])
-                        .async_exec())
-            outputs = wanted
-        parts = await asyncio.gather(*jobs)
-        result = {}
-        for name in outputs:
-            arrays = []
-            for response in parts:
-                triton_io.check_response(model, response)
-                arrays.append(pb_utils.get_output_tensor_by_name(response, self.names.get(name, name)).as_numpy())
-            width = max(a.shape[1] for a in arrays)
-            result[name] = np.concatenate([_pad_to(a, width) for a in arrays])
-        return result
+        wanted = ["HIDDEN"] if model == self.encoder else ["HEAD_LOGITS", "TAIL_LOGITS"]
+        return await bls.infer_rows(model, feeds, wanted, names=self.names, max_rows=self.max_rows)
 
     async def execute(self, requests):
         parsed = triton_io.per_request(requests, self._parse)
@@ -93,10 +69,3 @@ class TritonPythonModel:
                 results[r] = {"RESULT": np.array(rows, dtype=object).reshape(-1, 1)}
         return triton_io.responses(results, self.dtypes)
 
-
-def _pad_to(array: np.ndarray, width: int) -> np.ndarray:
-    if array.shape[1] == width:
-        return array
-    pad = [(0, 0)] * array.ndim
-    pad[1] = (0, width - array.shape[1])
-    return np.pad(array, pad)

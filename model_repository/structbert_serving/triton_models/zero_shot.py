@@ -8,13 +8,11 @@ dynamic batcher. RESULT is one JSON string per row: {"labels": [...], "scores": 
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import numpy as np
-import triton_python_backend_utils as pb_utils
 
-from structbert_serving import triton_io
+from structbert_serving import bls, triton_io
 from structbert_serving.errors import InputError
 from structbert_serving.params import get_param
 from structbert_serving.texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
@@ -29,17 +27,13 @@ from structbert_serving.zero_shot import (
     score,
 )
 
-TOKENS = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
-
 
 class TritonPythonModel:
     def initialize(self, args):
         _, params, self.dtypes = triton_io.setup(args)
         self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
         self.max_labels = get_param(params, "max_labels", MAX_LABELS)
-        self.encoder = get_param(params, "encoder_model", "zero_shot_classifier")
-        self.encoder_batch = get_param(params, "encoder_max_batch_size", 128)
-        self.names = json.loads(get_param(params, "encoder_tensor_names", "{}")) or {n: n for n in (*TOKENS, "LOGITS")}
+        self.encoder, self.names, self.encoder_batch = bls.encoder_settings(params, "zero_shot_classifier")
         self.indices = NliIndices(get_param(params, "entailment_index", 0), get_param(params, "contradiction_index", 2))
         self.tokenizer = TextTokenizer(
             triton_io.version_dir(args) / "tokenizer.json", max_length=get_param(params, "max_length", 512),
@@ -68,36 +62,15 @@ class TritonPythonModel:
         return rows
 
     async def _logits(self, batch) -> np.ndarray:
-        """Run all pairs through the encoder, chunked to its batch limit. A native encoder batches only
-        equal shapes, so with length buckets the pairs are grouped by bucket; the embedded encoder
-        re-sorts rows by length itself, so without buckets all pairs go as one padded group."""
-        widths = batch.lengths
-        out = np.zeros((len(widths), 0), np.float32)
-        groups: dict[int, list[int]] = {}
-        for i, w in enumerate(widths):
-            key = bucket_length(int(w), self.tokenizer.length_buckets) if self.tokenizer.length_buckets \
-                else batch.input_ids.shape[1]
-            groups.setdefault(key, []).append(i)
-        jobs, rows = [], []
-        for width, idx in groups.items():
-            for start in range(0, len(idx), self.encoder_batch):
-                chunk = np.asarray(idx[start:start + self.encoder_batch])
-                feeds = {"INPUT_IDS": batch.input_ids, "ATTENTION_MASK": batch.attention_mask,
-                         "TOKEN_TYPE_IDS": batch.token_type_ids}
-                inputs = [pb_utils.Tensor(self.names[n], np.ascontiguousarray(feeds[n][chunk, :width]))
-                          for n in TOKENS]
-                request = pb_utils.InferenceRequest(model_name=self.encoder, inputs=inputs,
-                                                    requested_output_names=[self.names["LOGITS"]])
-                jobs.append(request.async_exec())
-                rows.append(chunk)
-        responses = await asyncio.gather(*jobs)
-        for chunk, response in zip(rows, responses):
-            triton_io.check_response(self.encoder, response)
-            logits = pb_utils.get_output_tensor_by_name(response, self.names["LOGITS"]).as_numpy()
-            if out.shape[1] == 0:
-                out = np.zeros((len(widths), logits.shape[1]), np.float32)
-            out[chunk] = logits
-        return out
+        """Run all pairs through the encoder; with length buckets (native encoder) grouped by bucket."""
+        widths = None
+        if self.tokenizer.length_buckets:
+            widths = [bucket_length(int(n), self.tokenizer.length_buckets) for n in batch.lengths]
+        feeds = {"INPUT_IDS": batch.input_ids, "ATTENTION_MASK": batch.attention_mask,
+                 "TOKEN_TYPE_IDS": batch.token_type_ids}
+        out = await bls.infer_rows(self.encoder, feeds, ["LOGITS"], names=self.names, max_rows=self.encoder_batch,
+                                   widths=widths)
+        return out["LOGITS"]
 
     async def execute(self, requests):
         parsed = triton_io.per_request(requests, self._parse)

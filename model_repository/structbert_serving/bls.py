@@ -1,0 +1,161 @@
+"""Business-logic scripting (BLS) helpers shared by the public Python models. Importable only inside
+Triton's Python stub.
+
+Every public pipeline is a Python model that calls its encoder through BLS, never an ensemble:
+Triton 2.51 (and the 24.10 image) never answers an ensemble request whose composing step refuses it
+because that step's queue is full (triton-inference-server/server#8631, fixed in 2026), and under
+such a load the server crashed (signal 11). A BLS model's own bounded queue refuses at the entry
+(UNAVAILABLE, fast), and a refusal from the encoder comes back to the BLS model as an ordinary
+error response that it passes on (``triton_io.check_response`` keeps the code).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+from . import triton_io
+from .errors import InputError
+from .params import get_param
+from .texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
+from .tokenization import Batch, TextTokenizer, bucket_length
+
+TOKENS = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
+
+
+async def infer_rows(model: str, feeds: dict[str, np.ndarray], outputs: Sequence[str], *, names: dict[str, str],
+                     max_rows: int, widths: Sequence[int] | None = None) -> dict[str, np.ndarray]:
+    """One logical call of ``model`` over all rows of ``feeds``, sent as concurrent ``async_exec``
+    requests of at most ``max_rows`` rows. ``widths`` (one per row) groups rows of equal width and
+    cuts every feed's dim 1 to it: a native encoder batches only equal shapes. Outputs come back in
+    row order; outputs with a sequence dim are zero-padded to the widest part. ``names`` maps public
+    tensor names to the model's (libtorch wants ``NAME__i``)."""
+    rows = next(iter(feeds.values())).shape[0]
+    groups: dict[int | None, list[int]] = {}
+    for i in range(rows):
+        groups.setdefault(None if widths is None else int(widths[i]), []).append(i)
+    jobs, parts = [], []
+    for width, idx in groups.items():
+        for start in range(0, len(idx), max_rows):
+            chunk = np.asarray(idx[start:start + max_rows])
+            inputs = [pb_utils.Tensor(names.get(k, k), np.ascontiguousarray(v[chunk] if width is None
+                                                                             else v[chunk, :width]))
+                      for k, v in feeds.items()]
+            request = pb_utils.InferenceRequest(model_name=model, inputs=inputs,
+                                                requested_output_names=[names.get(o, o) for o in outputs])
+            jobs.append(request.async_exec())
+            parts.append(chunk)
+    responses = await asyncio.gather(*jobs)
+    result: dict[str, np.ndarray] = {}
+    for name in outputs:
+        arrays = []
+        for response in responses:
+            triton_io.check_response(model, response)
+            arrays.append(pb_utils.get_output_tensor_by_name(response, names.get(name, name)).as_numpy())
+        shape = [rows, *np.max([a.shape[1:] for a in arrays], axis=0).astype(int)]
+        out = np.zeros(shape, dtype=arrays[0].dtype)
+        for chunk, array in zip(parts, arrays):
+            out[(chunk, *(slice(0, d) for d in array.shape[1:]))] = array
+        result[name] = out
+    return result
+
+
+def encoder_settings(params: dict[str, str], default_encoder: str) -> tuple[str, dict[str, str], int]:
+    """(encoder model, public -> model tensor names, rows per encoder request) from a BLS model's
+    parameters, as export writes them."""
+    names = json.loads(get_param(params, "encoder_tensor_names", "{}"))
+    return (get_param(params, "encoder_model", default_encoder), names,
+            get_param(params, "encoder_max_batch_size", 64))
+
+
+class TokenPipeline:
+    """Base of the public models that tokenise texts, run one encoder over every row of the dynamic
+    batch, and post-process per request (``text_embedding``, ``sentence_similarity``,
+    ``pair_classification``). One hop: entry (tokenise + post-process) -> encoder.
+
+    Subclasses set ``columns`` (the BYTES inputs), ``pair`` (tokenise the two columns as one sequence
+    pair instead of each on its own), ``encoder_output`` and ``finish``.
+    """
+
+    columns: tuple[str, ...] = ("TEXT",)
+    pair: bool = False
+    default_encoder = "embedding_encoder"
+    encoder_output = "EMBEDDING"
+    pair_truncation = "longest_first"
+
+    def initialize(self, args):
+        _, params, self.dtypes = triton_io.setup(args)
+        self.params = params
+        self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
+        self.encoder, self.names, self.max_rows = encoder_settings(params, self.default_encoder)
+        self.tokenizer = TextTokenizer(
+            triton_io.version_dir(args) / "tokenizer.json", max_length=get_param(params, "max_length", 512),
+            overlength=get_param(params, "overlength", "truncate"),
+            length_buckets=get_param(params, "length_buckets", []),
+            pair_truncation=get_param(params, "pair_truncation", self.pair_truncation))
+
+    def parse(self, request) -> list[tuple[str, list]]:
+        """-> [(name for messages, items to tokenise)] per tokenised group of the request."""
+        columns = []
+        for name in self.columns:
+            texts = decode_texts(triton_io.input_array(request, name), name)
+            check_texts(texts, name, max_chars=self.max_chars)
+            columns.append(texts)
+        if len(columns) > 1 and len(columns[0]) != len(columns[1]):
+            raise InputError(f"{self.columns[0]} has {len(columns[0])} rows and {self.columns[1]} "
+                                       f"{len(columns[1])}; send them paired one to one")
+        if self.pair:
+            return [("/".join(self.columns), list(zip(*columns)))]
+        return list(zip(self.columns, columns))
+
+    def finish(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
+        """The request's result from the encoder output of each of its groups."""
+        raise NotImplementedError
+
+    async def execute(self, requests):
+        parsed = triton_io.per_request(requests, self.parse)
+        groups = [g for p in parsed if not isinstance(p, Exception) for g in p]
+        encoded = iter(self.tokenizer.encode_many([items for _, items in groups], [name for name, _ in groups]))
+        results: list = []
+        pending: list[tuple[int, list[Batch]]] = []
+        for r, request_groups in enumerate(parsed):
+            if isinstance(request_groups, Exception):
+                results.append(request_groups)
+                continue
+            batches = [next(encoded) for _ in request_groups]
+            bad = next((b for b in batches if isinstance(b, Exception)), None)
+            results.append(bad)
+            if bad is None:
+                pending.append((r, batches))
+        if not pending:
+            return triton_io.responses(results, self.dtypes)
+        flat = [b for _, batches in pending for b in batches]
+        merged = self.tokenizer.pad([ids[m > 0] for b in flat for ids, m in zip(b.input_ids, b.attention_mask)],
+                                    [t[m > 0] for b in flat for t, m in zip(b.token_type_ids, b.attention_mask)])
+        widths = None
+        if self.tokenizer.length_buckets:
+            widths = [bucket_length(int(n), self.tokenizer.length_buckets) for n in merged.lengths]
+        feeds = {"INPUT_IDS": merged.input_ids, "ATTENTION_MASK": merged.attention_mask,
+                 "TOKEN_TYPE_IDS": merged.token_type_ids}
+        try:
+            out = (await infer_rows(self.encoder, feeds, [self.encoder_output], names=self.names,
+                                    max_rows=self.max_rows, widths=widths))[self.encoder_output]
+        except Exception as exc:  # the encoder failed or refused: every pending request gets its error
+            for r, _ in pending:
+                results[r] = exc
+            return triton_io.responses(results, self.dtypes)
+        cursor = 0
+        for r, batches in pending:
+            parts = []
+            for b in batches:
+                parts.append(out[cursor:cursor + len(b.input_ids)])
+                cursor += len(b.input_ids)
+            try:
+                results[r] = self.finish(parts)
+            except Exception as exc:  # one request's post-processing never fails the others
+                results[r] = exc
+        return triton_io.responses(results, self.dtypes)

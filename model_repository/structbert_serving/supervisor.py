@@ -1,0 +1,82 @@
+"""Keep ``tritonserver`` serving: restart it when it exits or a Python-backend stub dies, with
+backoff, and give up (with the reason) on a crash loop.
+
+Which layer restarts what:
+- ``structbert-triton serve`` (this module) restarts the tritonserver process: after it exits
+  unexpectedly (e.g. a signal 11) and when a Python-backend stub is gone (Triton 2.51 neither restarts
+  a stub nor reports it; see ``stub_health``).
+- In a container or a Kubernetes pod, the liveness probe (``python -m structbert_serving.stub_health``)
+  and the process's exit make the runtime restart the container/pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+class CrashLoopError(RuntimeError):
+    """Too many restarts in too short a time: restarting again would not help."""
+
+
+@dataclass
+class RestartPolicy:
+    """Exponential backoff between restarts (reset after a long enough healthy run); more than
+    ``max_restarts`` within ``window_s`` is a crash loop."""
+
+    max_restarts: int = 5
+    window_s: float = 300.0
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    healthy_after_s: float = 60.0  # a server that stayed up this long starts the backoff over
+    clock: Callable[[], float] = time.monotonic
+    _restarts: deque = field(default_factory=deque)
+    _delay: float = 0.0
+
+    def next_delay(self, reason: str, up_for_s: float) -> float:
+        """Seconds to wait before the next restart; raises :class:`CrashLoopError` on a crash loop."""
+        now = self.clock()
+        while self._restarts and now - self._restarts[0] > self.window_s:
+            self._restarts.popleft()
+        if len(self._restarts) >= self.max_restarts:
+            raise CrashLoopError(f"tritonserver needed {len(self._restarts) + 1} restarts within "
+                                 f"{self.window_s:.0f} s; giving up. Last reason: {reason}")
+        self._restarts.append(now)
+        if up_for_s >= self.healthy_after_s or self._delay == 0.0:
+            self._delay = self.backoff_s
+        else:
+            self._delay = min(self._delay * 2, self.max_backoff_s)
+        return self._delay
+
+
+def supervise(server, *, policy: RestartPolicy, stop, check_stubs: bool = True, poll_s: float = 1.0,
+              startup_timeout_s: float = 300.0, on_restart: Callable[[str], None] | None = None) -> None:
+    """Watch a started :class:`~structbert_serving.embedded_server.EmbeddedServer` until ``stop``
+    (a ``threading.Event``) is set; restart it when it exits or loses a stub. Raises
+    :class:`CrashLoopError` when restarts do not help, ``ServerError`` when a restart fails."""
+    started = time.monotonic()
+    while not stop.wait(poll_s):
+        reason = None
+        if server.process.poll() is not None:
+            reason = f"tritonserver exited with code {server.process.returncode}"
+        elif check_stubs:
+            missing = server.missing_stubs()
+            if missing:
+                reason = f"Python-backend stubs died: {missing}"
+        if reason is None:
+            continue
+        log.error("%s:\n%s", reason, server.failure_summary(tail=10))
+        delay = policy.next_delay(reason, time.monotonic() - started)
+        log.error("restarting tritonserver in %.1f s", delay)
+        server.stop()
+        if stop.wait(delay):
+            return
+        server.start(timeout_s=startup_timeout_s)
+        started = time.monotonic()
+        if on_restart:
+            on_restart(reason)

@@ -1,0 +1,31 @@
+"""Triton model (BLS): TEXT_A, TEXT_B (BYTES [batch, 1]) -> PROBS (FP32 [batch, labels], softmax of
+the classifier's logits) and LABELS (BYTES [batch, labels], the checkpoint's label names).
+
+Each row is tokenised as one pair, ``[CLS] a [SEP] b [SEP]`` with token types 0/1, truncating the
+longer text first (``longest_first``, as ModelScope's preprocessor does), and classified by
+``pair_classifier``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from structbert_serving.bls import TokenPipeline
+from structbert_serving.classification import softmax
+
+
+class TritonPythonModel(TokenPipeline):
+    columns = ("TEXT_A", "TEXT_B")
+    pair = True
+    default_encoder = "pair_classifier"
+    encoder_output = "LOGITS"
+
+    def initialize(self, args):
+        super().initialize(args)
+        self.labels = np.array([s.encode() for s in json.loads(self.params["labels"])], dtype=object)
+
+    def finish(self, outputs):
+        logits = outputs[0]
+        return {"PROBS": softmax(logits, axis=-1), "LABELS": np.tile(self.labels, (logits.shape[0], 1))}
