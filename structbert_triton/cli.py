@@ -82,6 +82,13 @@ def _bench_parser(sub) -> None:
     p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
     p.add_argument("--encoder-instances", type=int, default=1)
     p.add_argument("--intra-op-threads", type=int, default=0)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                   help="cuda: TorchScript artifacts traced on the GPU (use --precision fp16), baseline PyTorch "
+                        "eager FP16 on the same GPU; the report adds GPU utilisation and memory per process")
+    p.add_argument("--attention", choices=("eager", "sdpa"), default="eager")
+    p.add_argument("--client-processes", type=int, default=1,
+                   help="spread the clients over this many processes (one Python client process tops out at a "
+                        "few thousand requests/s: use 4-8 against a GPU)")
 
 
 def cmd_bench(args) -> int:
@@ -91,7 +98,11 @@ def cmd_bench(args) -> int:
                       workloads=[w for w in args.workloads.split(",") if w],
                       concurrency=[int(c) for c in args.concurrency.split(",")], duration_s=args.duration_s,
                       baseline_duration_s=args.baseline_duration_s, data_dir=args.data_dir, protocol=args.protocol,
-                      encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads)
+                      encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
+                      device=args.device, attention=args.attention, client_processes=args.client_processes)
+    if cfg.device == "cuda" and cfg.precision == "int8":
+        print("error: INT8 is an ONNX Runtime CPU artifact; use --precision fp16 on a GPU", file=sys.stderr)
+        return 2
     run_bench(cfg)
     print(f"report: {args.out / 'results.md'}")
     return 0

@@ -76,12 +76,12 @@ def mean_pooled(model, tokenizer, texts: list[str], max_length: int) -> np.ndarr
     """Mean pooling over the attention mask (float32), L2-normalised; one text at a time."""
     out = []
     for text in texts:
-        enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
+        enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt").to(model.device)
         with torch.inference_mode():
             hidden = model(**enc).last_hidden_state.float()
         mask = enc["attention_mask"].unsqueeze(-1).float()
         mean = (hidden * mask).sum(1) / mask.sum(1)
-        out.append(torch.nn.functional.normalize(mean, dim=-1)[0].numpy())
+        out.append(torch.nn.functional.normalize(mean, dim=-1)[0].cpu().numpy())
     return np.stack(out)
 
 

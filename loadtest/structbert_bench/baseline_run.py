@@ -17,13 +17,14 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, required=True)
     parser.add_argument("--duration-s", type=float, default=20)
     parser.add_argument("--max-requests", type=int, default=2000)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
 
     import torch
 
     from .workloads import baseline_call, payloads
 
-    call = baseline_call(args.workload, args.checkpoint)
+    call = baseline_call(args.workload, args.checkpoint, args.device)
     items = payloads(args.workload, args.data_dir, args.max_requests, seed=1)
     for p in items[:3]:  # warm-up
         call(p)
@@ -35,8 +36,9 @@ def main() -> None:
         latencies.append(time.perf_counter() - t0)
         if time.perf_counter() - start >= args.duration_s:
             break
+    gpu_mib = torch.cuda.max_memory_reserved() / 2**20 if args.device == "cuda" else None
     print(json.dumps({"latencies_s": latencies, "seconds": time.perf_counter() - start,
-                      "torch_threads": torch.get_num_threads()}))
+                      "torch_threads": torch.get_num_threads(), "gpu_reserved_mib": gpu_mib}))
 
 
 if __name__ == "__main__":

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report
-from .measure import RssSampler, closed_loop, summarise
-from .workloads import WORKLOADS, client_call, default_data_dir, payloads
+from .gpu_probe import UtilizationSampler, gpu_memory_by_process
+from .measure import RssSampler, closed_loop_processes, summarise
+from .workloads import WORKLOADS, default_data_dir, payloads, sdk_worker
 
 log = logging.getLogger("structbert_bench")
 
@@ -38,6 +39,11 @@ class BenchConfig:
     protocol: str = "grpc"
     encoder_instances: int = 1
     intra_op_threads: int = 0
+    # cuda: TorchScript artifacts traced and validated on the GPU, baseline PyTorch eager FP16 on it
+    device: str = "cpu"
+    attention: str = "eager"
+    # Python clients share a GIL: a GPU server needs several client processes to be saturated
+    client_processes: int = 1
 
 
 def machine_info() -> dict:
@@ -65,16 +71,19 @@ def prepare_repository(cfg: BenchConfig) -> Path:
     from structbert_export.repository import ServingOptions
     from structbert_export.tasks import ExportRequest, run_export
 
-    repo = cfg.out / f"repo-{cfg.size}-{cfg.precision}"
+    gpu = cfg.device == "cuda"
+    repo = cfg.out / (f"repo-{cfg.size}-{cfg.precision}" + ("-cuda" if gpu else ""))
     manifest = repo / "structbert_manifest.json"
     done = json.loads(manifest.read_text()) if manifest.is_file() else {}
-    opts = ServingOptions(encoder_instances=cfg.encoder_instances, intra_op_threads=cfg.intra_op_threads)
+    opts = ServingOptions(encoder_instances=cfg.encoder_instances, intra_op_threads=cfg.intra_op_threads,
+                          device=cfg.device)
     for name in cfg.workloads:
         task = WORKLOADS[name].task
         if task in done and done[task].get("precision") == cfg.precision:
             continue
-        log.info("exporting %s (synthetic %s, %s) ...", task, cfg.size, cfg.precision)
-        run_export(ExportRequest(task=task, out=repo, synthetic=cfg.size, precision=cfg.precision), opts)
+        log.info("exporting %s (synthetic %s, %s, %s) ...", task, cfg.size, cfg.precision, cfg.device)
+        run_export(ExportRequest(task=task, out=repo, synthetic=cfg.size, precision=cfg.precision,
+                                 format="torchscript" if gpu else "onnx", attention=cfg.attention), opts)
     return repo
 
 
@@ -85,7 +94,8 @@ def checkpoint_of(repo: Path, task: str) -> Path:
 
 def run_baseline(name: str, checkpoint: Path, cfg: BenchConfig, data_dir: Path) -> dict:
     cmd = [sys.executable, "-m", "structbert_bench.baseline_run", "--workload", name, "--checkpoint",
-           str(checkpoint), "--data-dir", str(data_dir), "--duration-s", str(cfg.baseline_duration_s)]
+           str(checkpoint), "--data-dir", str(data_dir), "--duration-s", str(cfg.baseline_duration_s),
+           "--device", cfg.device]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with RssSampler(proc.pid) as rss:
         out, err = proc.communicate()
@@ -95,11 +105,13 @@ def run_baseline(name: str, checkpoint: Path, cfg: BenchConfig, data_dir: Path) 
     stats = summarise(data["latencies_s"], 0, data["seconds"]).as_dict()
     stats["peak_rss_mb"] = rss.peak_mb
     stats["torch_threads"] = data["torch_threads"]
+    stats["gpu_reserved_mib"] = data.get("gpu_reserved_mib")
     return stats
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    from structbert_client import StructBertClient
+    import psutil
+
     from structbert_serving.embedded_server import EmbeddedServer
 
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +120,7 @@ def run_bench(cfg: BenchConfig) -> dict:
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["structbert-triton", *sys.argv[1:]]),
                "machine": machine_info(), "models": f"synthetic {cfg.size}" if cfg.repository is None else str(repo),
                "precision": cfg.precision, "protocol": cfg.protocol, "duration_s": cfg.duration_s,
+               "device": cfg.device, "client_processes": cfg.client_processes,
                "data_dir": str(data_dir), "workloads": {}}
 
     for name in cfg.workloads:  # baselines first, alone on the machine
@@ -119,29 +132,30 @@ def run_bench(cfg: BenchConfig) -> dict:
 
     with EmbeddedServer(repo) as server:
         url = server.grpc_url if cfg.protocol == "grpc" else server.http_url
-
-        def make_worker(name: str):
-            def factory():
-                client = StructBertClient(url, protocol=cfg.protocol, retries=0, timeout_s=120)
-                return client_call(name, client)
-            return factory
-
         for name in cfg.workloads:
             items = payloads(name, data_dir, 4000, seed=1)
-            warm = make_worker(name)()
-            for p in items[:8]:
+            warm = sdk_worker(url, cfg.protocol, name)()
+            t0 = time.perf_counter()
+            warm(items[0])  # the first request after ready: what warm-up at load time is for
+            results["workloads"][name]["first_request_ms"] = round((time.perf_counter() - t0) * 1000, 1)
+            for p in items[1:8]:
                 warm(p)
             base = results["workloads"][name]["baseline"]
             for concurrency in cfg.concurrency:
                 log.info("server %s at concurrency %d ...", name, concurrency)
-                with RssSampler(server.process.pid) as rss:
-                    stats = closed_loop(make_worker(name), items, concurrency=concurrency, duration_s=cfg.duration_s)
+                with RssSampler(server.process.pid) as rss, UtilizationSampler() as util:
+                    stats = closed_loop_processes(url, cfg.protocol, name, items, concurrency=concurrency,
+                                                  processes=cfg.client_processes, duration_s=cfg.duration_s)
                 row = {"concurrency": concurrency, **stats.as_dict(), "peak_rss_mb": rss.peak_mb,
+                       "gpu_util_mean": util.mean, "gpu_util_peak": util.peak,
                        "throughput_ratio": round(stats.rps / base["rps"], 3) if base["rps"] else None,
                        "p50_ratio": round(stats.p50_ms / base["p50_ms"], 3) if base["p50_ms"] else None}
                 results["workloads"][name]["server"].append(row)
-                log.info("  %.2f %s/s, p50 %.1f ms, p99 %.1f ms, errors %d, x%.2f baseline", stats.rps,
-                         WORKLOADS[name].unit, stats.p50_ms, stats.p99_ms, stats.errors, row["throughput_ratio"] or 0)
+                log.info("  %.2f %s/s, p50 %.1f ms, p99 %.1f ms, errors %d, x%.2f baseline%s", stats.rps,
+                         WORKLOADS[name].unit, stats.p50_ms, stats.p99_ms, stats.errors, row["throughput_ratio"] or 0,
+                         f", GPU {util.mean}% busy" if util.mean is not None else "")
+        tree = {server.process.pid, *(p.pid for p in psutil.Process(server.process.pid).children(recursive=True))}
+        results["gpu_memory_mib"] = gpu_memory_by_process(tree) or None
     files = report.write(results, cfg.out)
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return results

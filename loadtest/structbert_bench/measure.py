@@ -83,6 +83,14 @@ class RssSampler:
 
 def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: list[tuple], *,
                 concurrency: int, duration_s: float, warmup_s: float = 1.0, max_wait_s: float = 300.0) -> Stats:
+    """:func:`closed_loop_samples`, summarised."""
+    return summarise(*closed_loop_samples(make_worker, payloads, concurrency=concurrency, duration_s=duration_s,
+                                          warmup_s=warmup_s, max_wait_s=max_wait_s))
+
+
+def closed_loop_samples(make_worker: Callable[[], Callable[[tuple], object]], payloads: list[tuple], *,
+                        concurrency: int, duration_s: float, warmup_s: float = 1.0, max_wait_s: float = 300.0
+                        ) -> tuple[list[float], int, float, str]:
     """``concurrency`` workers send requests back to back. The measured window opens once every
     worker has completed a request and ``warmup_s`` has passed (steady state, even when one round
     takes longer than the window), and lasts ``duration_s``; throughput and latencies count the
@@ -131,4 +139,45 @@ def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: 
     with ThreadPoolExecutor(concurrency) as pool:
         list(pool.map(worker, range(concurrency)))
     seconds = (window[1] - window[0]) if window else time.perf_counter() - started
-    return summarise(latencies, errors[0], seconds, sample[0])
+    return latencies, errors[0], seconds, sample[0]
+
+
+def _client_process(url: str, protocol: str, workload: str, payloads: list[tuple], concurrency: int,
+                    duration_s: float, results) -> None:
+    from .workloads import sdk_worker
+
+    results.put(closed_loop_samples(sdk_worker(url, protocol, workload), payloads, concurrency=concurrency,
+                                    duration_s=duration_s))
+
+
+def closed_loop_processes(url: str, protocol: str, workload: str, payloads: list[tuple], *, concurrency: int,
+                          processes: int, duration_s: float) -> Stats:
+    """:func:`closed_loop` spread over ``processes`` client processes (a Python client's threads share
+    one GIL: at thousands of requests/s one process, not the server, is the bottleneck). Throughput
+    is the sum over processes; latencies are pooled."""
+    import multiprocessing
+
+    from .workloads import sdk_worker
+
+    processes = max(1, min(processes, concurrency))
+    if processes == 1:
+        return closed_loop(sdk_worker(url, protocol, workload), payloads, concurrency=concurrency,
+                           duration_s=duration_s)
+    ctx = multiprocessing.get_context("spawn")  # no fork: gRPC's threads do not survive one
+    results = ctx.Queue()
+    shares = [concurrency // processes + (1 if k < concurrency % processes else 0) for k in range(processes)]
+    procs = [ctx.Process(target=_client_process, args=(url, protocol, workload, payloads[k::processes], share,
+                                                       duration_s, results), daemon=True)
+             for k, share in enumerate(shares)]
+    for proc in procs:
+        proc.start()
+    parts = [results.get(timeout=duration_s + 600) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+    latencies = [x for lat, _, _, _ in parts for x in lat]
+    errors = sum(err for _, err, _, _ in parts)
+    rps = sum(len(lat) / sec for lat, _, sec, _ in parts if sec)
+    sample = next((s for _, _, _, s in parts if s), "")
+    stats = summarise(latencies, errors, max(sec for _, _, sec, _ in parts), sample)
+    stats.rps = round(rps, 3)
+    return stats

@@ -12,19 +12,33 @@ def markdown(results: dict) -> str:
              f"- machine: {results['machine']['summary']}",
              f"- models: {results['models']}; server precision: {results['precision']}; "
              f"client protocol: {results['protocol']}; {results['duration_s']} s per concurrency level", ""]
+    gpu = results.get("device") == "cuda"
+    if results.get("client_processes", 1) > 1:
+        lines.insert(-1, f"- clients spread over {results['client_processes']} processes")
     for name, data in results["workloads"].items():
         base = data["baseline"]
         unit = data["unit"]
+        gpu_col = " GPU busy % |" if gpu else ""
         lines += [f"## {name}: {data['description']}", "",
-                  f"| run | concurrency | {unit}/s | p50 ms | p95 ms | p99 ms | errors | peak RSS MB | × baseline {unit}/s | p50 / baseline p50 |",
-                  "|---|---|---|---|---|---|---|---|---|---|",
-                  f"| baseline (PyTorch eager, one at a time) | 1 | {base['rps']:.2f} | {base['p50_ms']:.1f} | "
-                  f"{base['p95_ms']:.1f} | {base['p99_ms']:.1f} | {base['errors']} | {base['peak_rss_mb']:.0f} | 1.00 | 1.00 |"]
+                  f"| run | concurrency | {unit}/s | p50 ms | p95 ms | p99 ms | errors | peak RSS MB |{gpu_col} "
+                  f"× baseline {unit}/s | p50 / baseline p50 |",
+                  "|---|---|---|---|---|---|---|---|" + ("---|" if gpu else "") + "---|---|",
+                  f"| baseline (PyTorch eager{' FP16' if gpu else ''}, one at a time) | 1 | {base['rps']:.2f} | "
+                  f"{base['p50_ms']:.1f} | {base['p95_ms']:.1f} | {base['p99_ms']:.1f} | {base['errors']} | "
+                  f"{base['peak_rss_mb']:.0f} |" + (" – |" if gpu else "") + " 1.00 | 1.00 |"]
         for row in data["server"]:
+            busy = f" {row.get('gpu_util_mean')} |" if gpu else ""
             lines.append(
                 f"| server | {row['concurrency']} | {row['rps']:.2f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
-                f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} | {row['throughput_ratio']:.2f} | "
+                f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} |{busy} {row['throughput_ratio']:.2f} | "
                 f"{row['p50_ratio']:.2f} |")
+        lines += ["", f"First request after the server was ready: {data.get('first_request_ms')} ms."]
+        if gpu and base.get("gpu_reserved_mib"):
+            lines.append(f"Baseline GPU memory reserved by PyTorch: {base['gpu_reserved_mib']:.0f} MiB.")
+        lines.append("")
+    if results.get("gpu_memory_mib"):
+        lines += ["## GPU memory per server process (MiB, nvidia-smi)", "", "| process | MiB |", "|---|---|"]
+        lines += [f"| {proc} | {mib:.0f} |" for proc, mib in sorted(results["gpu_memory_mib"].items())]
         lines.append("")
     return "\n".join(lines)
 

@@ -87,23 +87,34 @@ def sdk_worker(url: str, protocol: str, workload: str, timeout_s: float = 120.0
     return make
 
 
-def baseline_call(name: str, checkpoint: Path) -> Callable[[tuple], object]:
-    """The PyTorch eager code path, loaded once, called one request at a time."""
+def baseline_call(name: str, checkpoint: Path, device: str = "cpu") -> Callable[[tuple], object]:
+    """The PyTorch eager code path, loaded once, called one request at a time (on ``cuda``: FP16
+    autocast, what ModelScope users run on a GPU)."""
+    import contextlib
+
+    import torch
+
     from . import baseline
 
-    if name == "embedding":
-        model, tok = baseline.load_reference(checkpoint)
-        return lambda p: baseline.mean_pooled(model, tok, [p[0]], 512)
-    if name == "similarity":
-        model, tok = baseline.load_reference(checkpoint)
-        return lambda p: baseline.cosine_pair(model, tok, p[0], p[1])
-    if name == "pair":
-        model, tok = baseline.load_classifier(checkpoint)
-        return lambda p: baseline.np_softmax(baseline.pair_logits(model, tok, [p], truncation="longest_first"))
-    if name == "zero_shot":
-        model, tok = baseline.load_classifier(checkpoint)
-        return lambda p: baseline.zero_shot_batched(model, tok, p[0], CATEGORIES)
-    if name == "uie":
-        uie = baseline.SiameseUieReference(checkpoint)
-        return lambda p: uie.extract(p[0], NER_SCHEMA)
-    raise ValueError(name)
+    if name in ("embedding", "similarity"):
+        model, tok = baseline.load_reference(checkpoint, device)
+        call = (lambda p: baseline.mean_pooled(model, tok, [p[0]], 512)) if name == "embedding" \
+            else (lambda p: baseline.cosine_pair(model, tok, p[0], p[1]))
+    elif name == "pair":
+        model, tok = baseline.load_classifier(checkpoint, device)
+        call = lambda p: baseline.np_softmax(baseline.pair_logits(model, tok, [p], truncation="longest_first"))  # noqa: E731
+    elif name == "zero_shot":
+        model, tok = baseline.load_classifier(checkpoint, device)
+        call = lambda p: baseline.zero_shot_batched(model, tok, p[0], CATEGORIES)  # noqa: E731
+    elif name == "uie":
+        uie = baseline.SiameseUieReference(checkpoint, device)
+        call = lambda p: uie.extract(p[0], NER_SCHEMA)  # noqa: E731
+    else:
+        raise ValueError(name)
+    if device == "cpu":
+        return call
+
+    def on_gpu(p: tuple) -> object:
+        with torch.autocast("cuda", dtype=torch.float16) if device == "cuda" else contextlib.nullcontext():
+            return call(p)
+    return on_gpu

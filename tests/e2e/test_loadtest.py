@@ -76,3 +76,23 @@ def test_perf_analyzer_runs_with_the_real_text_inputs(tiny_server):
         pytest.skip(f"could not fetch tritonclient==2.51.0 for perf_analyzer: {run.stderr[-300:]}")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "Throughput" in run.stdout and "infer/sec" in run.stdout
+
+
+@pytest.mark.slow
+def test_bench_measures_server_and_baseline_in_one_run(tmp_path, cache_root):
+    """The bench command end to end on tiny models: baseline and server in one run, clients in two
+    processes, a report with ratios, first-request latency and plots."""
+    out = tmp_path / "bench"
+    run = subprocess.run([sys.executable, "-m", "structbert_triton", "bench", "--size", "tiny", "--workloads",
+                          "similarity", "--concurrency", "1,4", "--duration-s", "2", "--baseline-duration-s", "2",
+                          "--client-processes", "2", "--data-dir", str(DATA), "--out", str(out)],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    data = results["workloads"]["similarity"]
+    assert data["baseline"]["rps"] > 0 and data["first_request_ms"] > 0
+    assert [r["concurrency"] for r in data["server"]] == [1, 4]
+    for row in data["server"]:
+        assert row["errors"] == 0 and row["rps"] > 0 and row["throughput_ratio"] > 0
+    assert results["client_processes"] == 2 and results["device"] == "cpu"
+    assert (out / "throughput.png").is_file() and "× baseline" in (out / "results.md").read_text()
