@@ -7,7 +7,6 @@ import warnings
 from pathlib import Path
 
 import torch
-from onnx import TensorProto
 from torch import nn
 
 from .checkpoint import Checkpoint
@@ -125,6 +124,7 @@ def _drop_duplicate_casts(graph) -> None:
 
 
 def _quantize_int8(optimized, out: Path) -> None:
+    from onnx import TensorProto  # ONNX only where it is used: a TorchScript export needs none
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     tmp = out.with_name(out.stem + ".fused.onnx")

@@ -162,16 +162,16 @@ def encoder_params(spec: EncoderSpec, names: dict[str, str], opts: ServingOption
             "encoder_tensor_names": json.dumps(names)}
 
 
-def python_model(out: Path, name: str, adapter: str, *, inputs: list[dict], outputs: list[dict],
+def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict],
                  opts: ServingOptions, params: dict, tokenizer: Callable[[Path], object] | None = None,
                  instances: int = BLS_INSTANCES) -> list[str]:
     """Write a public Python-backend model: ``<out>/<name>/config.pbtxt`` and ``1/model.py`` (the
-    adapter), plus ``1/tokenizer.json`` through ``tokenizer(path)``. Its bounded queue (REJECT) is
+    adapter ``structbert_serving/triton_models/<name>.py``), plus ``1/tokenizer.json`` through ``tokenizer(path)``. Its bounded queue (REJECT) is
     where overload is refused. Several instances: one waiting on its encoder must not serialise the
     others (BLS calls block an instance in the non-decoupled Python backend)."""
     model_dir = out / name
     reset_model_dir(model_dir)
-    version = copy_python_model(model_dir, adapter)
+    version = copy_python_model(model_dir, name)
     if tokenizer is not None:
         tokenizer(version / "tokenizer.json")
     pbtxt.write(model_dir, {

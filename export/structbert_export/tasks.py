@@ -136,10 +136,10 @@ def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
     params = {**tokenizer_params(checkpoint.max_seq_length, opts), **encoder_params(spec, names, opts)}
     text = pbtxt.tensor("TEXT", "bytes", [1])
     models = [spec.triton_name]
-    models += python_model(req.out, "text_embedding", "text_embedding", inputs=[text],
+    models += python_model(req.out, "text_embedding", inputs=[text],
                            outputs=[pbtxt.tensor("EMBEDDING", "float32", [sizes["hidden"]])], opts=opts,
                            params=params, tokenizer=tokenizer_writer(checkpoint))
-    models += python_model(req.out, "sentence_similarity", "sentence_similarity", inputs=pair_inputs(),
+    models += python_model(req.out, "sentence_similarity", inputs=pair_inputs(),
                            outputs=[pbtxt.tensor("SCORE", "float32", [1])], opts=opts, params=params,
                            tokenizer=tokenizer_writer(checkpoint))
     log.info("wrote %s to %s", ", ".join(models), req.out)
@@ -161,7 +161,7 @@ def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list
     params = {**tokenizer_params(checkpoint.max_seq_length, opts, "longest_first"),
               **encoder_params(spec, names, opts), "labels": json.dumps(labels, ensure_ascii=False)}
     return [spec.triton_name, *python_model(
-        req.out, "pair_classification", "pair_classification", inputs=pair_inputs(),
+        req.out, "pair_classification", inputs=pair_inputs(),
         outputs=[pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])], opts=opts,
         params=params, tokenizer=tokenizer_writer(checkpoint))]
 
@@ -182,7 +182,7 @@ def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
               "max_labels": MAX_LABELS, "entailment_index": indices.entailment,
               "contradiction_index": indices.contradiction}
     models = [spec.triton_name, *python_model(
-        req.out, "zero_shot_classification", "zero_shot",
+        req.out, "zero_shot_classification",
         inputs=[pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("LABELS", "bytes", [1]),
                 pbtxt.tensor("HYPOTHESIS_TEMPLATE", "bytes", [1], optional=True),
                 pbtxt.tensor("MULTI_LABEL", "bool", [1], optional=True)],
@@ -205,7 +205,7 @@ def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
               "encoder_tensor_names": json.dumps({**encoder_names, **cross_names}),
               "max_text_tokens": MAX_TEXT_TOKENS, "max_chars": opts.max_chars}
     return [encoder_spec.triton_name, cross_spec.triton_name, *python_model(
-        req.out, "information_extraction", "uie",
+        req.out, "information_extraction",
         inputs=[pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("SCHEMA", "bytes", [1]),
                 pbtxt.tensor("OUTPUT_ALL_PREFIX", "bool", [1], optional=True)],
         outputs=[pbtxt.tensor("RESULT", "bytes", [1])], opts=opts, params=params,

@@ -156,6 +156,36 @@ def run_workload(server, workload: str, *, data_dir: Path, factors: list[int], c
             "runs": runs}
 
 
+def markdown(results: dict) -> list[str]:
+    """The overload runs as a Markdown table (RESULTS.md, README)."""
+    lines = [f"Command: `{results['command']}` ({results['date']}; {results.get('machine', '')}). Admission control "
+             f"of the repository: {results.get('admission', '')}.", "",
+             "| model | clients (x capacity clients) | offered req/s | answered ok | goodput req/s (x capacity) | "
+             "refused | refusal p50 / p99 ms | ok p99 ms | slowest answer ms | other errors | unanswered |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for data in results["workloads"].values():
+        lines.append(f"| {data['model']} (capacity: {data['capacity_rps']:.0f} req/s at {data['capacity_clients']} "
+                     f"clients) | | | | | | | | | | |")
+        for r in data["runs"]:
+            lines.append(
+                f"| | {r['clients']} (x{r['factor']}) | {r['offered_rps']:.0f} | {r['ok']} | {r['goodput_rps']:.0f} "
+                f"(x{r['goodput_ratio']:.2f}) | {r['refused']} | {r['refused_p50_ms']:.0f} / {r['refused_p99_ms']:.0f} | "
+                f"{r['ok_p99_ms']:.0f} | {r['max_answer_ms']:.0f} | {r['other']} | {r['unanswered']} |")
+    return lines
+
+
+def admission_summary(repository: Path) -> str:
+    from structbert_export import pbtxt
+
+    configs = [pbtxt.parse(p.read_text()) for p in sorted(Path(repository).glob("*/config.pbtxt"))]
+    public = [c for c in configs if c.dynamic_batching.HasField("default_queue_policy")]
+    if not public:
+        return "none"
+    policy, c = public[0].dynamic_batching.default_queue_policy, public[0]
+    return (f"max_queue_size {policy.max_queue_size}, queue timeout {policy.default_timeout_microseconds / 1e6:g} s, "
+            f"max_batch_size {c.max_batch_size}, {c.instance_group[0].count} instances per public model")
+
+
 def main(argv: list[str] | None = None) -> int:
     from structbert_serving.embedded_server import EmbeddedServer
 
@@ -174,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     factors = [int(f) for f in args.factors.split(",")]
+    from .bench import machine_info
+
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "repository": str(args.repository),
+               "machine": machine_info()["summary"], "admission": admission_summary(args.repository),
                "command": "python -m structbert_bench.overload " + " ".join(argv or __import__("sys").argv[1:]),
                "workloads": {}}
     with EmbeddedServer(args.repository) as server:
@@ -186,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         results["server_alive_after"] = server.process.poll() is None
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False))
-    print(f"wrote {args.out}")
+    args.out.with_suffix(".md").write_text("\n".join(markdown(results)) + "\n")
+    print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
 
 

@@ -2,7 +2,8 @@
 
     python -m structbert_bench.results_file --cpu build/bench-final-fp32 --int8 build/bench-final-int8 \
         --gpu loadtest/results/gpu_h100_eager.json loadtest/results/gpu_h100_sdpa.json \
-        --gpu-memory loadtest/results/gpu_h100_memory.json --reliability loadtest/results/reliability.json
+        --gpu-memory loadtest/results/gpu_h100_memory.json --reliability loadtest/results/reliability.json \
+        --overload loadtest/results/overload.json
 """
 
 from __future__ import annotations
@@ -100,6 +101,7 @@ def main() -> None:
     parser.add_argument("--gpu", type=Path, nargs="*", default=[])
     parser.add_argument("--reliability", type=Path, default=None)
     parser.add_argument("--gpu-memory", type=Path, default=None)
+    parser.add_argument("--overload", type=Path, default=None, help="python -m structbert_bench.overload --out FILE")
     args = parser.parse_args()
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
@@ -127,6 +129,12 @@ def main() -> None:
         parts += ["## GPU", "", *gpu_summary(runs, probe)]
         for path in args.gpu:
             parts += [f"`{path.name}`:", "", "```json", path.read_text(), "```", ""]
+    if args.overload and args.overload.is_file():
+        from .overload import markdown
+
+        if args.overload.resolve() != (out_dir / "overload.json").resolve():
+            shutil.copy(args.overload, out_dir / "overload.json")
+        parts += ["## Overload", "", *markdown(json.loads(args.overload.read_text())), ""]
     if args.reliability and args.reliability.is_file():
         parts += ["## Reliability", "", "```json", args.reliability.read_text(), "```", ""]
     (HERE / "RESULTS.md").write_text("\n".join(parts))
