@@ -12,19 +12,8 @@ import grpc.experimental.gevent as grpc_gevent
 
 grpc_gevent.init_gevent()
 
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from locustfile import TritonHttpUser  # noqa: E402
+from structbert_bench.locust_users import GrpcMixin, TritonHttpUser  # noqa: E402
 
 
-class GrpcUser(TritonHttpUser):
-    protocol = "grpc"
-
-    def _connect(self, url: str) -> list[str]:
-        import tritonclient.grpc as triton
-
-        self.triton = triton
-        self.client = triton.InferenceServerClient(url)
-        return [m.name for m in self.client.get_model_repository_index().models if m.state == "READY"]
+class GrpcUser(GrpcMixin, TritonHttpUser):
+    pass

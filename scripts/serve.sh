@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up a fresh clone, export every pipeline into build/model_repository, and serve it with the
+# Set up a fresh clone, export every pipeline into model_repository/, and serve it with the
 # embedded tritonserver (HTTP :8000, gRPC :8001, metrics :8002) until Ctrl-C.
 #   EMBEDDING_MODEL_DIR / ZERO_SHOT_MODEL_DIR / PAIR_MODEL_DIR / UIE_MODEL_DIR   real checkpoints
 #   SYNTHETIC=base|large|tiny   size of the random-weight checkpoints otherwise (default: base)
@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-REPO=${REPO:-build/model_repository}
+REPO=${REPO:-model_repository}
 export_task() {  # export_task TASK CHECKPOINT_DIR
   local source=(--synthetic "${SYNTHETIC:-base}")
   if [ -n "$2" ]; then source=(--model-dir "$2"); fi

@@ -10,9 +10,20 @@ import sys
 import threading
 from pathlib import Path
 
+from structbert_client.client import PROTOCOLS
+from structbert_export.choices import (
+    ATTENTIONS,
+    DEVICES,
+    FLAVOURS,
+    FORMATS,
+    OVERLENGTH,
+    PRECISIONS,
+    SYNTHETIC_SIZES,
+    TASKS,
+)
+
 log = logging.getLogger("structbert_triton")
 
-TASKS = ("embedding", "pair-classification", "zero-shot", "uie")
 
 
 def _export_parser(sub) -> None:
@@ -21,23 +32,24 @@ def _export_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model-dir", type=Path, help="ModelScope StructBERT or Hugging Face BERT checkpoint directory")
     src.add_argument("--model-id", help="ModelScope hub id (needs network and the [modelscope] extra)")
-    src.add_argument("--synthetic", choices=("tiny", "base", "large"),
+    src.add_argument("--synthetic", choices=SYNTHETIC_SIZES,
                      help="random weights with the real architecture (outputs carry no meaning)")
-    p.add_argument("--out", type=Path, required=True, help="model repository directory (created if needed)")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
-    p.add_argument("--flavour", choices=("embedded", "native"), default="embedded",
+    p.add_argument("--out", type=Path, default=Path("model_repository"),
+                   help="the Triton model repository to write into (default: model_repository/)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--format", choices=FORMATS, default="onnx")
+    p.add_argument("--flavour", choices=FLAVOURS, default="embedded",
                    help="embedded: Python-backend encoder (the pip-installed server); "
                         "native: onnxruntime/libtorch backends for the nvcr.io container")
-    p.add_argument("--overlength", choices=("truncate", "reject"), default="truncate",
+    p.add_argument("--overlength", choices=OVERLENGTH, default="truncate",
                    help="texts longer than the model's maximum length: truncate (default) or reject")
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--encoder-instances", type=int, default=1)
     p.add_argument("--intra-op-threads", type=int, default=0, help="0 = ONNX Runtime's default (all cores)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+    p.add_argument("--device", choices=DEVICES, default="auto",
                    help="embedded flavour: where the encoder runs")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
-    p.add_argument("--attention", choices=("eager", "sdpa"), default="eager",
+    p.add_argument("--attention", choices=ATTENTIONS, default="eager",
                    help="eager (default; what ONNX Runtime's fusions need) or sdpa (PyTorch's fused attention, "
                         "for TorchScript on GPUs with large batches; see loadtest/RESULTS.md)")
     p.add_argument("--entailment-index", type=int, default=None,
@@ -48,7 +60,7 @@ def _export_parser(sub) -> None:
 
 def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the embedded tritonserver on a model repository")
-    p.add_argument("--model-repository", type=Path, required=True)
+    p.add_argument("--model-repository", type=Path, default=Path("model_repository"))
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 for all interfaces)")
     p.add_argument("--http-port", type=int, default=8000)
     p.add_argument("--grpc-port", type=int, default=8001)
@@ -72,20 +84,20 @@ def _bench_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="output folder (JSON, Markdown, PNG)")
     p.add_argument("--repository", type=Path, default=None,
                    help="an exported repository (default: export synthetic checkpoints of --size)")
-    p.add_argument("--size", choices=("tiny", "base", "large"), default="base")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32")
+    p.add_argument("--size", choices=SYNTHETIC_SIZES, default="base")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--workloads", default="similarity,zero_shot,uie", help="comma-separated: similarity,zero_shot,uie,pair")
     p.add_argument("--concurrency", default="1,4,16,64")
     p.add_argument("--duration-s", type=float, default=10.0, help="per concurrency level")
     p.add_argument("--baseline-duration-s", type=float, default=20.0)
     p.add_argument("--data-dir", type=Path, default=None, help="default: ../shared/data")
-    p.add_argument("--protocol", choices=("grpc", "http"), default="grpc")
+    p.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
     p.add_argument("--encoder-instances", type=int, default=1)
     p.add_argument("--intra-op-threads", type=int, default=0)
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+    p.add_argument("--device", choices=DEVICES[1:], default="cpu",
                    help="cuda: TorchScript artifacts traced on the GPU (use --precision fp16), baseline PyTorch "
                         "eager FP16 on the same GPU; the report adds GPU utilisation and memory per process")
-    p.add_argument("--attention", choices=("eager", "sdpa"), default="eager")
+    p.add_argument("--attention", choices=ATTENTIONS, default="eager")
     p.add_argument("--client-processes", type=int, default=1,
                    help="spread the clients over this many processes (one Python client process tops out at a "
                         "few thousand requests/s: use 4-8 against a GPU)")

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from . import api
 from .errors import InvalidInputError, ServerUnavailableError, translate
 
 log = logging.getLogger(__name__)
@@ -141,7 +142,7 @@ class StructBertClient:
     def embed(self, texts: str | Sequence[str]) -> np.ndarray:
         """L2-normalised mean-pooled embeddings: shape [hidden] for a str, [n, hidden] for a list."""
         items, single = _as_list(texts, "texts")
-        parts = [self._call("text_embedding", {"TEXT": self._texts(items[s])}, ["EMBEDDING"])["EMBEDDING"]
+        parts = [self._call(api.TEXT_EMBEDDING.name, {"TEXT": self._texts(items[s])}, ["EMBEDDING"])["EMBEDDING"]
                  for s in self._chunks(len(items))]
         out = np.concatenate(parts, axis=0)
         return out[0] if single else out
@@ -161,7 +162,7 @@ class StructBertClient:
         elif method == "cosine":
             scores = []
             for s in self._chunks(len(a)):
-                out = self._call("sentence_similarity", {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
+                out = self._call(api.SENTENCE_SIMILARITY.name, {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
                                  ["SCORE"])
                 scores.extend(float(x) for x in out["SCORE"].reshape(-1))
         else:
@@ -174,7 +175,7 @@ class StructBertClient:
         a, b, single = _pairs(texts_a, texts_b)
         results: list[dict[str, float]] = []
         for s in self._chunks(len(a)):
-            out = self._call("pair_classification", {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
+            out = self._call(api.PAIR_CLASSIFICATION.name, {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
                              ["PROBS", "LABELS"])
             for probs, labels in zip(out["PROBS"], out["LABELS"]):
                 results.append({_str(label): float(p) for label, p in zip(labels, probs)})
@@ -200,7 +201,7 @@ class StructBertClient:
         for s in self._chunks(len(items)):
             chunk = items[s]
             n = len(chunk)
-            out = self._call("zero_shot_classification", {
+            out = self._call(api.ZERO_SHOT_CLASSIFICATION.name, {
                 "TEXT": self._texts(chunk),
                 "LABELS": self._texts([encoded_labels] * n),
                 "HYPOTHESIS_TEMPLATE": self._texts([hypothesis_template] * n),
@@ -228,7 +229,7 @@ class StructBertClient:
         results: list[list[list[dict]]] = []
         for s in self._chunks(len(items)):
             n = len(items[s])
-            out = self._call("information_extraction", {
+            out = self._call(api.INFORMATION_EXTRACTION.name, {
                 "TEXT": self._texts(items[s]), "SCHEMA": self._texts([encoded] * n),
                 "OUTPUT_ALL_PREFIX": np.full((n, 1), bool(output_all_prefix)),
             }, ["RESULT"])

@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 __all__ = ["__version__"]
-__version__ = "0.1.0"
+from structbert_client import __version__

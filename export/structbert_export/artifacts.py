@@ -10,14 +10,13 @@ import torch
 from torch import nn
 
 from .checkpoint import Checkpoint
+from .choices import FORMATS, PRECISIONS
 from .modules import FP32_SCOPES
 from .progress import step
 from .specs import EncoderSpec
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("fp32", "fp16", "int8")
-FORMATS = ("onnx", "torchscript")
 
 
 def example_inputs(spec: EncoderSpec, batch: int, seq: int, *, vocab_size: int, seed: int = 0,

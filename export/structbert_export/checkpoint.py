@@ -1,6 +1,6 @@
 """Read StructBERT (ModelScope) and BERT (Hugging Face) checkpoint directories.
 
-Layouts handled (see ``shared/design/pipelines.md``):
+Layouts handled (README, "Real checkpoints"):
 
 * ModelScope StructBERT: ``config.json`` with ``model_type: structbert`` (BERT's fields),
   ``pytorch_model.bin`` or ``model.safetensors``, ``vocab.txt``; keys ``bert.*`` (+ ``classifier.*``).

@@ -14,7 +14,6 @@ from pathlib import Path
 from . import pbtxt
 from .specs import EncoderSpec, TensorSpec
 
-FLAVOURS = ("embedded", "native")
 DEFAULT_LENGTH_BUCKETS = (16, 32, 64, 128, 256, 384, 512)
 BLS_INSTANCES = 2
 
@@ -93,9 +92,20 @@ def _tensors(specs: tuple[TensorSpec, ...], sizes: dict[str, int], names: dict[s
     return [pbtxt.tensor(names.get(t.name, t.name), t.dtype, t.resolve(sizes), **extra) for t in specs]
 
 
+# On a GPU, batching is what pays: rows per encoder execution and padded tokens per runtime call
+# (in-process on an H100, pair-classification-large peaked at batches of 512-1024 rows; see
+# loadtest/RESULTS.md). Native encoders keep the spec's limits: TensorRT profiles are sized to them.
+GPU_ENCODER_ROWS = 1024
+GPU_BATCH_TOKENS = 1 << 18
+
+
 def encoder_max_batch_size(spec: EncoderSpec, opts: ServingOptions) -> int:
-    """Rows per encoder execution: fan-out families (zero-shot) need more than a request's limit."""
-    return max(spec.max_batch_size, opts.max_batch_size)
+    """Rows per encoder execution: fan-out families (zero-shot) need more than a request's limit,
+    and an embedded encoder on a GPU takes large batches."""
+    rows = max(spec.max_batch_size, opts.max_batch_size)
+    if opts.device == "cuda" and opts.flavour == "embedded":
+        rows = max(rows, GPU_ENCODER_ROWS)
+    return rows
 
 
 def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, precision: str,
@@ -116,7 +126,8 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
             "instance_group": [{"kind": "KIND_CPU", "count": opts.encoder_instances}],
             "parameters": pbtxt.parameters({
                 "artifact": artifact.name, "device": device, "intra_op_threads": opts.intra_op_threads,
-                "max_batch_tokens": opts.max_batch_tokens, "precision": precision,
+                "max_batch_tokens": max(opts.max_batch_tokens, GPU_BATCH_TOKENS) if device == "cuda"
+                else opts.max_batch_tokens, "precision": precision,
                 "mask_groups": json.dumps(spec.mask_groups()),
             }),
         }

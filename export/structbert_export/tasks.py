@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from structbert_client import api
 from structbert_serving.classification import id2label_list
 from structbert_serving.uie import MAX_TEXT_TOKENS
 from structbert_serving.zero_shot import MAX_LABELS, NliIndices
@@ -15,6 +16,7 @@ from structbert_serving.zero_shot import MAX_LABELS, NliIndices
 from . import pbtxt
 from .artifacts import export_artifact
 from .checkpoint import Checkpoint, load_checkpoint, resolve_model_id
+from .choices import TASKS
 from .modules import build_module
 from .repository import (
     ServingOptions,
@@ -34,7 +36,6 @@ from .validation import validate_artifact
 
 log = logging.getLogger(__name__)
 
-TASKS = ("embedding", "pair-classification", "zero-shot", "uie")
 
 
 @dataclass
@@ -134,20 +135,22 @@ def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
     sizes, names = export_encoder(req, checkpoint, opts)
     spec = spec_for(req.task)
     params = {**tokenizer_params(checkpoint.max_seq_length, opts), **encoder_params(spec, names, opts)}
-    text = pbtxt.tensor("TEXT", "bytes", [1])
     models = [spec.triton_name]
-    models += python_model(req.out, "text_embedding", inputs=[text],
+    models += python_model(req.out, api.TEXT_EMBEDDING.name, inputs=public_inputs(api.TEXT_EMBEDDING),
                            outputs=[pbtxt.tensor("EMBEDDING", "float32", [sizes["hidden"]])], opts=opts,
                            params=params, tokenizer=tokenizer_writer(checkpoint))
-    models += python_model(req.out, "sentence_similarity", inputs=pair_inputs(),
+    models += python_model(req.out, api.SENTENCE_SIMILARITY.name, inputs=public_inputs(api.SENTENCE_SIMILARITY),
                            outputs=[pbtxt.tensor("SCORE", "float32", [1])], opts=opts, params=params,
                            tokenizer=tokenizer_writer(checkpoint))
     log.info("wrote %s to %s", ", ".join(models), req.out)
     return models
 
 
-def pair_inputs() -> list[dict]:
-    return [pbtxt.tensor("TEXT_A", "bytes", [1]), pbtxt.tensor("TEXT_B", "bytes", [1])]
+def public_inputs(model: api.PublicModel) -> list[dict]:
+    """A public model's inputs as the wire API (``structbert_client.api``) names them, [batch, 1] each."""
+    dtypes = {"BYTES": "bytes", "BOOL": "bool"}
+    return [*(pbtxt.tensor(n, "bytes", [1]) for n in model.inputs),
+            *(pbtxt.tensor(n, dtypes[t], [1], optional=True) for n, t in model.optional_inputs)]
 
 
 def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list[str]:
@@ -161,7 +164,7 @@ def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list
     params = {**tokenizer_params(checkpoint.max_seq_length, opts, "longest_first"),
               **encoder_params(spec, names, opts), "labels": json.dumps(labels, ensure_ascii=False)}
     return [spec.triton_name, *python_model(
-        req.out, "pair_classification", inputs=pair_inputs(),
+        req.out, api.PAIR_CLASSIFICATION.name, inputs=public_inputs(api.PAIR_CLASSIFICATION),
         outputs=[pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])], opts=opts,
         params=params, tokenizer=tokenizer_writer(checkpoint))]
 
@@ -182,10 +185,7 @@ def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
               "max_labels": MAX_LABELS, "entailment_index": indices.entailment,
               "contradiction_index": indices.contradiction}
     models = [spec.triton_name, *python_model(
-        req.out, "zero_shot_classification",
-        inputs=[pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("LABELS", "bytes", [1]),
-                pbtxt.tensor("HYPOTHESIS_TEMPLATE", "bytes", [1], optional=True),
-                pbtxt.tensor("MULTI_LABEL", "bool", [1], optional=True)],
+        req.out, api.ZERO_SHOT_CLASSIFICATION.name, inputs=public_inputs(api.ZERO_SHOT_CLASSIFICATION),
         outputs=[pbtxt.tensor("RESULT", "bytes", [1])], opts=opts, params=params,
         tokenizer=tokenizer_writer(checkpoint))]
     log.info("NLI indices: entailment %d, contradiction %d", indices.entailment, indices.contradiction)
@@ -205,26 +205,26 @@ def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
               "encoder_tensor_names": json.dumps({**encoder_names, **cross_names}),
               "max_text_tokens": MAX_TEXT_TOKENS, "max_chars": opts.max_chars}
     return [encoder_spec.triton_name, cross_spec.triton_name, *python_model(
-        req.out, "information_extraction",
-        inputs=[pbtxt.tensor("TEXT", "bytes", [1]), pbtxt.tensor("SCHEMA", "bytes", [1]),
-                pbtxt.tensor("OUTPUT_ALL_PREFIX", "bool", [1], optional=True)],
+        req.out, api.INFORMATION_EXTRACTION.name, inputs=public_inputs(api.INFORMATION_EXTRACTION),
         outputs=[pbtxt.tensor("RESULT", "bytes", [1])], opts=opts, params=params,
         tokenizer=tokenizer_writer(checkpoint))]
 
 
-EXPORTERS = {"embedding": export_embedding, "pair-classification": export_pair_classification,
-             "zero-shot": export_zero_shot, "uie": export_uie}
+EXPORTERS = dict(zip(TASKS, (export_embedding, export_pair_classification, export_zero_shot, export_uie), strict=True))
 
 
 def run_export(req: ExportRequest, opts: ServingOptions | None = None) -> list[str]:
     if req.task not in EXPORTERS:
         raise ValueError(f"unknown task {req.task!r}; choose one of {', '.join(EXPORTERS)}")
     req.out = Path(req.out).resolve()
+    opts = opts or ServingOptions()
+    if req.format == "torchscript":  # the trace's device is the serving device: size batches for it
+        opts = replace(opts, device=export_device(req.format, opts.device))
     req.out.mkdir(parents=True, exist_ok=True)
-    models = EXPORTERS[req.task](req, opts or ServingOptions())
+    models = EXPORTERS[req.task](req, opts)
     manifest = req.out / "structbert_manifest.json"
     data = json.loads(manifest.read_text()) if manifest.is_file() else {}
     data[req.task] = {"models": models, "precision": req.precision, "format": req.format,
-                      "flavour": (opts or ServingOptions()).flavour}
+                      "flavour": opts.flavour}
     manifest.write_text(json.dumps(data, indent=2))
     return models

@@ -1,7 +1,7 @@
 """PyTorch eager implementations of every task, one request at a time: the baseline users run
 today (ModelScope-style pipelines) and the reference the end-to-end tests compare against.
 
-Written from ``shared/design/pipelines.md`` with transformers' own loading (``from_pretrained``)
+Written from ModelScope's pipeline semantics (README, "Wire API") with transformers' own loading (``from_pretrained``)
 and tokenizer, independently of the export and serving code.
 """
 

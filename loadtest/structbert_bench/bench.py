@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import report
 from .gpu_probe import UtilizationSampler, gpu_memory_by_process
-from .measure import RssSampler, closed_loop_processes, summarise
+from .measure import RssSampler, closed_loop_processes, process_tree, summarise
 from .workloads import WORKLOADS, default_data_dir, payloads, sdk_worker
 
 log = logging.getLogger("structbert_bench")
@@ -110,8 +110,6 @@ def run_baseline(name: str, checkpoint: Path, cfg: BenchConfig, data_dir: Path) 
 
 
 def run_bench(cfg: BenchConfig) -> dict:
-    import psutil
-
     from structbert_serving.embedded_server import EmbeddedServer
 
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -154,8 +152,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                 log.info("  %.2f %s/s, p50 %.1f ms, p99 %.1f ms, errors %d, x%.2f baseline%s", stats.rps,
                          WORKLOADS[name].unit, stats.p50_ms, stats.p99_ms, stats.errors, row["throughput_ratio"] or 0,
                          f", GPU {util.mean}% busy" if util.mean is not None else "")
-        tree = {server.process.pid, *(p.pid for p in psutil.Process(server.process.pid).children(recursive=True))}
-        results["gpu_memory_mib"] = gpu_memory_by_process(tree) or None
+        results["gpu_memory_mib"] = gpu_memory_by_process(set(process_tree(server.process.pid))) or None
     files = report.write(results, cfg.out)
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return results

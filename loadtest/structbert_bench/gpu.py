@@ -1,20 +1,26 @@
 """GPU measurements of the served model paths, in one run on one GPU machine:
 
-    PYTHONPATH=client:export:model_repository:loadtest python -m structbert_bench.gpu --out $OUT
+    python -m structbert_bench.gpu --out $OUT [--attention sdpa]
+    python -m structbert_bench.gpu --out /tmp/smoke --device cpu --sizes tiny --seconds 0.2   # a smoke run
 
 What it runs is the embedded flavour's GPU path without Triton's transport: TorchScript FP16
 artifacts (exported and validated on the GPU), the ragged encoder that batches requests, and the
 SiameseUIE level loop. The baseline in the same run is PyTorch eager with FP16 autocast, one
 request at a time (what ModelScope users run on a GPU). Synthetic checkpoints: same architecture
-and cost as the real ones.
+and cost as the real ones. This is the in-process reference for what Triton's transport costs:
+``structbert-triton bench --device cuda`` measures the same pipelines through the real server.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import gc
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -34,25 +40,64 @@ from structbert_serving.tokenization import TextTokenizer
 from . import baseline
 from .workloads import CATEGORIES, NER_SCHEMA, default_data_dir, payloads
 
-DEVICE = "cuda"
 PADDINGS = (0.5,)  # padded/real - 1 allowed per chunk (see plan_chunks); run 2 swept inf/0.5/0.25
-ATTENTION = "eager"  # --attention
+TOKENS = ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"]
 
 
-def sync_time() -> float:
-    torch.cuda.synchronize()
-    return time.perf_counter()
+@dataclass
+class Run:
+    """Where and how this run measures (``--device cpu --sizes tiny`` makes a quick smoke run)."""
+
+    device: str = "cuda"
+    attention: str = "eager"
+    seconds: float = 8.0
+    work: Path = Path("/tmp/structbert-gpu")
+    sizes: tuple[str, str, str] = ("large", "base", "base")  # pair, zero-shot, UIE
+    batches: dict = field(default_factory=lambda: {"pair": (1, 64, 256, 512, 1024),
+                                                   "zero_shot": (1, 16, 64, 128, 256), "uie": (16, 64)})
+
+    @property
+    def gpu(self) -> bool:
+        return self.device == "cuda"
+
+    def sync_time(self) -> float:
+        if self.gpu:
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.float16) if self.gpu else contextlib.nullcontext()
+
+    def empty_cache(self) -> None:
+        gc.collect()
+        if self.gpu:
+            torch.cuda.empty_cache()
+
+    def reset_peak(self) -> None:
+        if self.gpu:
+            torch.cuda.reset_peak_memory_stats()
+
+    def memory_gib(self, peak: bool = False) -> float:
+        """GPU memory allocated now (after freeing what can be) or at its peak; 0 on the CPU."""
+        if not self.gpu:
+            return 0.0
+        if peak:
+            return torch.cuda.max_memory_allocated() / 2**30
+        self.empty_cache()
+        return torch.cuda.memory_allocated() / 2**30
 
 
-def gemm_peak_tflops() -> float:
-    a = torch.randn(8192, 8192, device=DEVICE, dtype=torch.float16)
-    b = torch.randn(8192, 8192, device=DEVICE, dtype=torch.float16)
+def gemm_peak_tflops(run: Run) -> float:
+    n = 8192 if run.gpu else 512
+    dtype = torch.float16 if run.gpu else torch.float32
+    a = torch.randn(n, n, device=run.device, dtype=dtype)
+    b = torch.randn(n, n, device=run.device, dtype=dtype)
     for _ in range(3):
         a @ b
-    start = sync_time()
+    start = run.sync_time()
     for _ in range(20):
         a @ b
-    return 20 * 2 * 8192**3 / (sync_time() - start) / 1e12
+    return 20 * 2 * n**3 / (run.sync_time() - start) / 1e12
 
 
 def flops_per_token(config, length: float) -> float:
@@ -61,24 +106,15 @@ def flops_per_token(config, length: float) -> float:
     return layers * (2 * (4 * d * d + 2 * d * inter) + 4 * length * d)
 
 
-def resident_gib() -> float:
-    """GPU memory held after load, with validation's FP32 reference freed first."""
-    import gc
-
-    gc.collect()
-    torch.cuda.empty_cache()
-    return torch.cuda.memory_allocated() / 2**30
-
-
-def export_fp16(family: str, checkpoint, out: Path) -> tuple[object, dict]:
+def export_fp16(run: Run, family: str, checkpoint) -> tuple[object, dict]:
     spec = spec_for(family)
-    artifact = export_artifact(build_module(family, checkpoint, ATTENTION).to(DEVICE), spec, checkpoint,
-                               out / f"{family}-{ATTENTION}", "fp16", "torchscript")
+    artifact = export_artifact(build_module(family, checkpoint, run.attention).to(run.device), spec, checkpoint,
+                               run.work / f"{family}-{run.attention}", "fp16", "torchscript")
     from structbert_export.validation import validate_artifact
 
     report = validate_artifact(build_module(family, checkpoint), spec, checkpoint, artifact, precision="fp16",
-                               fmt="torchscript", classify_outputs=CLASSIFY_OUTPUTS, device=DEVICE)
-    runner = load_runner(artifact, input_names=spec.input_names, output_names=spec.output_names, device=DEVICE)
+                               fmt="torchscript", classify_outputs=CLASSIFY_OUTPUTS, device=run.device)
+    runner = load_runner(artifact, input_names=spec.input_names, output_names=spec.output_names, device=run.device)
     return runner, {"max_abs_diff": report.max_abs_diff, "min_cosine": report.min_cosine,
                     "argmax_agreement": report.min_argmax_agreement, "passed": report.passed}
 
@@ -88,140 +124,112 @@ def percentiles(lat: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(arr, 50)), 2), "p99_ms": round(float(np.percentile(arr, 99)), 2)}
 
 
-def pair_requests(tokenizer: TextTokenizer, pairs) -> list[dict]:
-    out = []
-    for batch in tokenizer.encode_many([[p] for p in pairs]):
-        out.append({"INPUT_IDS": batch.input_ids, "ATTENTION_MASK": batch.attention_mask,
-                    "TOKEN_TYPE_IDS": batch.token_type_ids})
-    return out
+def as_requests(batches) -> list[dict]:
+    return [{"INPUT_IDS": b.input_ids, "ATTENTION_MASK": b.attention_mask, "TOKEN_TYPE_IDS": b.token_type_ids}
+            for b in batches]
 
 
-def encoder_throughput(encoder: RaggedEncoder, requests: list[dict], batch: int, seconds: float) -> tuple[float, int]:
+def encoder_throughput(run: Run, encoder: RaggedEncoder, requests: list[dict], batch: int) -> tuple[float, int]:
     """Rows/s when ``batch`` requests arrive together (as a dynamic batch would bring them)."""
     encoder.run(requests[:batch])
-    done, tokens, start = 0, 0, sync_time()
-    while sync_time() - start < seconds:
+    done, tokens, start = 0, 0, run.sync_time()
+    while run.sync_time() - start < run.seconds:
         chunk = requests[(done % len(requests)):(done % len(requests)) + batch] or requests[:batch]
         encoder.run(chunk)
         done += len(chunk)
         tokens += sum(int(r["ATTENTION_MASK"].sum()) for r in chunk)
-    elapsed = sync_time() - start
+    elapsed = run.sync_time() - start
     return done / elapsed, tokens / elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--work", type=Path, default=Path("/tmp/structbert-gpu"))
-    parser.add_argument("--seconds", type=float, default=8)
-    parser.add_argument("--attention", choices=("eager", "sdpa"), default="eager")
-    args = parser.parse_args()
-    global ATTENTION
-    ATTENTION = args.attention
-    args.out.mkdir(parents=True, exist_ok=True)
-    data = default_data_dir()
-    result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "date": time.strftime("%F %T"),
-              "attention": ATTENTION,
-              "measured_fp16_gemm_tflops": round(gemm_peak_tflops(), 1), "pipelines": {}}
-    print(json.dumps(result), flush=True)
+def time_calls(run: Run, call: Callable[[object], object], items: list, *, warm: int = 5,
+               limit: int | None = None) -> list[float]:
+    """Latencies of ``call`` over ``items`` one at a time, after ``warm`` calls, for at most
+    ``run.seconds`` (or ``limit`` items)."""
+    for item in items[:warm]:
+        call(item)
+    lat: list[float] = []
+    start = time.perf_counter()
+    for item in items[:limit]:
+        t0 = run.sync_time()
+        call(item)
+        lat.append(run.sync_time() - t0)
+        if limit is None and time.perf_counter() - start > run.seconds:
+            break
+    return lat
 
-    def record(name, value):
-        result["pipelines"][name] = value
-        (args.out / f"gpu_results_{ATTENTION}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
-        print(name, json.dumps(value), flush=True)
 
-    # --- pair classification, similarity-large ------------------------------------------------
-    ck = load_checkpoint(make_task_checkpoint(args.work / "pair-large", "pair-classification", "large"))
-    torch.cuda.reset_peak_memory_stats()
-    runner, validation = export_fp16("pair-classification", ck, args.work)
-    tok_path = write_tokenizer_json(ck, args.work / "tokenizer.json")
+def classifier_sweep(run: Run, family: str, checkpoint, requests: list[dict], batches, *, rows_per_item: int,
+                     unit: str, baseline: Callable[[], Callable[[object], object]], baseline_items: list) -> dict:
+    """A classifier's served path (ragged encoder) at several batch sizes, then the eager baseline
+    (``baseline()`` loads it once the served path's memory is freed)."""
+    run.reset_peak()
+    runner, validation = export_fp16(run, family, checkpoint)
+    resident = run.memory_gib()
+    rows = {}
+    for padding in PADDINGS:
+        encoder = RaggedEncoder(runner, TOKENS, EncoderSettings(max_tokens=1 << 18, max_rows=1024 * rows_per_item,
+                                                                max_padding=padding))
+        for batch in batches:
+            rate, tok_rate = encoder_throughput(run, encoder, requests, batch)
+            rows[f"batch {batch}, max padding {padding}"] = {
+                f"{unit}_per_s": round(rate, 1), "tokens_per_s": round(tok_rate),
+                "tflops": round(tok_rate * flops_per_token(checkpoint.config, tok_rate / rate / rows_per_item)
+                                / 1e12, 1)}
+    peak = run.memory_gib(peak=True)
+    del encoder, runner
+    run.empty_cache()
+    call = baseline()
+    with run.autocast():
+        lat = time_calls(run, call, baseline_items)
+    del call
+    run.empty_cache()
+    return {"validation_fp16_vs_fp32": validation, "served_path": rows,
+            "gpu_memory_gib": {"resident_after_load": round(resident, 2), "peak_with_batches": round(peak, 2)},
+            f"baseline_{unit}_per_s": round(len(lat) / sum(lat), 1), "baseline": percentiles(lat)}
+
+
+def measure_pair(run: Run, data: Path, tok_path: Path, checkpoint) -> dict:
     tokenizer = TextTokenizer(tok_path, max_length=512)
     pairs = [tuple(p) for p in payloads("pair", data, 4096, seed=1)]
-    requests = pair_requests(tokenizer, pairs)
-    resident = resident_gib()
-    rows = {}
-    for padding in PADDINGS:
-        encoder = RaggedEncoder(runner, ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"],
-                                EncoderSettings(max_tokens=1 << 18, max_rows=1024, max_padding=padding))
-        for batch in (1, 64, 256, 512, 1024):
-            rate, tok_rate = encoder_throughput(encoder, requests, batch, args.seconds)
-            rows[f"batch {batch}, max padding {padding}"] = {
-                "pairs_per_s": round(rate, 1), "tokens_per_s": round(tok_rate),
-                "tflops": round(tok_rate * flops_per_token(ck.config, tok_rate / rate) / 1e12, 1)}
-    memory = torch.cuda.max_memory_allocated() / 2**30
-    del encoder, runner
-    torch.cuda.empty_cache()
-    model, hf_tok = baseline.load_classifier(ck.path, DEVICE)
-    lat = []
-    with torch.autocast("cuda", dtype=torch.float16):
-        for p in pairs[:5]:
-            baseline.pair_logits(model, hf_tok, [p], truncation="longest_first")
-        start = time.perf_counter()
-        for p in pairs:
-            t0 = time.perf_counter()
-            baseline.pair_logits(model, hf_tok, [p], truncation="longest_first")
-            lat.append(time.perf_counter() - t0)
-            if time.perf_counter() - start > args.seconds:
-                break
-    record("pair_classification_large", {"validation_fp16_vs_fp32": validation, "served_path": rows,
-                                         "gpu_memory_gib": {"resident_after_load": round(resident, 2),
-                                                            "peak_with_batches": round(memory, 2)},
-                                         "baseline_pairs_per_s": round(len(lat) / sum(lat), 1),
-                                         "baseline": percentiles(lat)})
-    del model
-    torch.cuda.empty_cache()
 
-    # --- zero-shot base, 10 labels ---------------------------------------------------------------
-    ck = load_checkpoint(make_task_checkpoint(args.work / "zs-base", "zero-shot", "base"))
-    torch.cuda.reset_peak_memory_stats()
-    runner, validation = export_fp16("zero-shot", ck, args.work)
+    def eager():
+        model, hf_tok = baseline.load_classifier(checkpoint.path, run.device)
+        return lambda p: baseline.pair_logits(model, hf_tok, [p], truncation="longest_first")
+
+    return classifier_sweep(
+        run, "pair-classification", checkpoint, as_requests(tokenizer.encode_many([[p] for p in pairs])),
+        run.batches["pair"], rows_per_item=1, unit="pairs", baseline=eager, baseline_items=pairs)
+
+
+def measure_zero_shot(run: Run, data: Path, tok_path: Path, checkpoint) -> dict:
     tokenizer = TextTokenizer(tok_path, max_length=512, pair_truncation="only_first")
     texts = [p[0] for p in payloads("zero_shot", data, 1024, seed=1)]
-    requests = [{"INPUT_IDS": b.input_ids, "ATTENTION_MASK": b.attention_mask, "TOKEN_TYPE_IDS": b.token_type_ids}
-                for b in tokenizer.encode_many([[(t, lab) for lab in CATEGORIES] for t in texts])]
-    resident = resident_gib()
-    rows = {}
-    for padding in PADDINGS:
-        encoder = RaggedEncoder(runner, ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"],
-                                EncoderSettings(max_tokens=1 << 18, max_rows=4096, max_padding=padding))
-        for batch in (1, 16, 64, 128, 256):
-            rate, tok_rate = encoder_throughput(encoder, requests, batch, args.seconds)
-            rows[f"batch {batch}, max padding {padding}"] = {
-                "texts_per_s": round(rate, 1), "pairs_per_s": round(rate * 10, 1),
-                "tflops": round(tok_rate * flops_per_token(ck.config, tok_rate / rate / 10) / 1e12, 1)}
-    memory = torch.cuda.max_memory_allocated() / 2**30
-    del encoder, runner
-    torch.cuda.empty_cache()
-    model, hf_tok = baseline.load_classifier(ck.path, DEVICE)
-    lat = []
-    with torch.autocast("cuda", dtype=torch.float16):
-        start = time.perf_counter()
-        for t in texts:
-            t0 = time.perf_counter()
-            baseline.zero_shot_batched(model, hf_tok, t, CATEGORIES)
-            lat.append(time.perf_counter() - t0)
-            if time.perf_counter() - start > args.seconds:
-                break
-    record("zero_shot_base_10_labels", {"validation_fp16_vs_fp32": validation, "served_path": rows,
-                                        "gpu_memory_gib": {"resident_after_load": round(resident, 2),
-                                                           "peak_with_batches": round(memory, 2)},
-                                        "baseline_texts_per_s": round(len(lat) / sum(lat), 1),
-                                        "baseline": percentiles(lat)})
-    del model
-    torch.cuda.empty_cache()
+    requests = as_requests(tokenizer.encode_many([[(t, label) for label in CATEGORIES] for t in texts]))
 
-    # --- SiameseUIE base --------------------------------------------------------------------------
-    ck = load_checkpoint(make_task_checkpoint(args.work / "uie-base", "uie", "base"))
-    torch.cuda.reset_peak_memory_stats()
-    enc_runner, enc_val = export_fp16("uie-encoder", ck, args.work)
-    cross_runner, cross_val = export_fp16("uie-cross", ck, args.work)
-    resident = resident_gib()
-    enc = RaggedEncoder(enc_runner, spec_for("uie-encoder").input_names,
-                        EncoderSettings(max_tokens=1 << 17, max_rows=512, max_padding=0.25,
-                                        mask_groups=spec_for("uie-encoder").mask_groups()))
-    cross = RaggedEncoder(cross_runner, spec_for("uie-cross").input_names,
-                          EncoderSettings(max_tokens=1 << 18, max_rows=512, max_padding=0.25,
-                                          mask_groups=spec_for("uie-cross").mask_groups()))
+    def eager():
+        model, hf_tok = baseline.load_classifier(checkpoint.path, run.device)
+        return lambda t: baseline.zero_shot_batched(model, hf_tok, t, CATEGORIES)
+
+    result = classifier_sweep(run, "zero-shot", checkpoint, requests, run.batches["zero_shot"],
+                              rows_per_item=len(CATEGORIES), unit="texts", baseline=eager, baseline_items=texts)
+    for row in result["served_path"].values():
+        row["pairs_per_s"] = round(row["texts_per_s"] * len(CATEGORIES), 1)
+    return result
+
+
+def measure_uie(run: Run, data: Path, tok_path: Path, checkpoint) -> dict:
+    run.reset_peak()
+    enc_runner, enc_val = export_fp16(run, "uie-encoder", checkpoint)
+    cross_runner, cross_val = export_fp16(run, "uie-cross", checkpoint)
+    resident = run.memory_gib()
+
+    def ragged(runner, family: str, max_tokens: int) -> RaggedEncoder:
+        spec = spec_for(family)
+        return RaggedEncoder(runner, spec.input_names, EncoderSettings(
+            max_tokens=max_tokens, max_rows=512, max_padding=0.25, mask_groups=spec.mask_groups()))
+
+    enc, cross = ragged(enc_runner, "uie-encoder", 1 << 17), ragged(cross_runner, "uie-cross", 1 << 18)
 
     async def call(model, feeds):
         return model.run([feeds])[0]
@@ -233,43 +241,57 @@ def main() -> None:
         items = [uie.Extraction(t, NER_SCHEMA) for t in batch_texts]
         asyncio.run(uie.extract(items, uie_tok.encode_texts(batch_texts), uie_tok,
                                 lambda f: call(enc, f), lambda f: call(cross, f)))
-        torch.cuda.synchronize()
 
-    for t in news[:5]:
-        run_uie([t])
-    lat = []
-    for t in news[:200]:
-        t0 = time.perf_counter()
-        run_uie([t])
-        lat.append(time.perf_counter() - t0)
+    lat = time_calls(run, lambda t: run_uie([t]), news, limit=200)
     batched = {}
-    for batch in (16, 64):
-        start, done = time.perf_counter(), 0
-        while time.perf_counter() - start < args.seconds:
+    for batch in run.batches["uie"]:
+        start, done = run.sync_time(), 0
+        while run.sync_time() - start < run.seconds:
             run_uie(news[done % 256:done % 256 + batch])
             done += batch
-        batched[batch] = {"extractions_per_s": round(done / (time.perf_counter() - start), 1)}
-    memory = torch.cuda.max_memory_allocated() / 2**30
+        batched[batch] = {"extractions_per_s": round(done / (run.sync_time() - start), 1)}
+    peak = run.memory_gib(peak=True)
     enc = cross = enc_runner = cross_runner = None  # free the GPU for the baseline
-    torch.cuda.empty_cache()
-    ref = baseline.SiameseUieReference(ck.path, DEVICE)
-    base_lat = []
-    with torch.autocast("cuda", dtype=torch.float16):
-        for t in news[:5]:
-            ref.extract(t, NER_SCHEMA)
-        start = time.perf_counter()
-        for t in news[:200]:
-            t0 = time.perf_counter()
-            ref.extract(t, NER_SCHEMA)
-            base_lat.append(time.perf_counter() - t0)
-            if time.perf_counter() - start > args.seconds:
-                break
-    record("uie_base", {"validation_fp16_vs_fp32": {"encoder": enc_val, "cross": cross_val},
-                        "served_path_one_at_a_time": percentiles(lat), "served_path_batched": batched,
-                        "gpu_memory_gib": {"resident_after_load": round(resident, 2),
-                                           "peak_with_batches": round(memory, 2)},
-                        "baseline": percentiles(base_lat),
-                        "baseline_extractions_per_s": round(len(base_lat) / sum(base_lat), 1)})
+    run.empty_cache()
+    ref = baseline.SiameseUieReference(checkpoint.path, run.device)
+    with run.autocast():
+        base_lat = time_calls(run, lambda t: ref.extract(t, NER_SCHEMA), news[:200])
+    return {"validation_fp16_vs_fp32": {"encoder": enc_val, "cross": cross_val},
+            "served_path_one_at_a_time": percentiles(lat), "served_path_batched": batched,
+            "gpu_memory_gib": {"resident_after_load": round(resident, 2), "peak_with_batches": round(peak, 2)},
+            "baseline": percentiles(base_lat),
+            "baseline_extractions_per_s": round(len(base_lat) / sum(base_lat), 1)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/structbert-gpu"))
+    parser.add_argument("--seconds", type=float, default=8)
+    parser.add_argument("--attention", choices=("eager", "sdpa"), default="eager")
+    parser.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
+    parser.add_argument("--sizes", default="large,base,base", help="checkpoint sizes: pair, zero-shot, UIE "
+                        "(or one size for all)")
+    args = parser.parse_args(argv)
+    sizes = args.sizes.split(",") * (3 if "," not in args.sizes else 1)
+    run = Run(device=args.device, attention=args.attention, seconds=args.seconds, work=args.work, sizes=tuple(sizes))
+    if not run.gpu:
+        run.batches = {"pair": (1, 8), "zero_shot": (1, 4), "uie": (4,)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = default_data_dir()
+    result = {"gpu": torch.cuda.get_device_name() if run.gpu else "none (cpu smoke run)", "torch": torch.__version__,
+              "date": time.strftime("%F %T"), "attention": run.attention,
+              "measured_fp16_gemm_tflops": round(gemm_peak_tflops(run), 1), "pipelines": {}}
+    print(json.dumps(result), flush=True)
+    checkpoints = {task: load_checkpoint(make_task_checkpoint(run.work / f"{task}-{size}", task, size))
+                   for task, size in zip(("pair-classification", "zero-shot", "uie"), run.sizes)}
+    tok_path = write_tokenizer_json(checkpoints["pair-classification"], run.work / "tokenizer.json")
+    for name, task, measure in (("pair_classification_large", "pair-classification", measure_pair),
+                                ("zero_shot_base_10_labels", "zero-shot", measure_zero_shot),
+                                ("uie_base", "uie", measure_uie)):
+        result["pipelines"][name] = measure(run, data, tok_path, checkpoints[task])
+        (args.out / f"gpu_results_{run.attention}.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
+        print(name, json.dumps(result["pipelines"][name]), flush=True)
     print("done", flush=True)
 
 

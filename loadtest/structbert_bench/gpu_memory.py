@@ -1,6 +1,6 @@
 """GPU memory of one served FP16 base model, measured in a fresh process (nothing else loaded):
 
-    PYTHONPATH=client:export:model_repository:loadtest python -m structbert_bench.gpu_memory --out $OUT
+    python -m structbert_bench.gpu_memory --out $OUT
 
 Exports TorchScript FP16 artifacts of synthetic base checkpoints (zero-shot classifier, SiameseUIE
 encoder + cross part), then for each model starts a new Python process that loads it on the GPU

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -38,29 +39,44 @@ def summarise(latencies_s: list[float], errors: int, seconds: float, error_sampl
                  mean_ms=round(float(lat.mean()) if lat.size else 0.0, 2), error_sample=error_sample[:300])
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its descendants, read from /proc (no psutil: GPU hosts may lack it)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return tree
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        return int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class RssSampler:
     """Peak resident memory of a process and all its children, sampled in a thread."""
 
     def __init__(self, pid: int, interval_s: float = 0.2):
-        import psutil
-
-        self._process = psutil.Process(pid)
+        self._pid = pid
         self._interval = interval_s
         self.peak_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _sample(self) -> int:
-        import psutil
-
-        total = 0
-        try:
-            for proc in [self._process, *self._process.children(recursive=True)]:
-                with contextlib.suppress(psutil.Error):
-                    total += proc.memory_info().rss
-        except psutil.Error:
-            pass
-        return total
+        return sum(rss_bytes(p) for p in process_tree(self._pid))
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -1,6 +1,6 @@
 """Overload: offer every public pipeline several times what the server can hold, count what happens.
 
-    python -m structbert_bench.overload --repository build/model_repository --factors 4,16 \\
+    python -m structbert_bench.overload --repository model_repository --factors 4,16 \\
         --out loadtest/results/overload.json
 
 For each workload: first its **capacity** (closed loop at ``capacity_clients`` clients, no
@@ -51,8 +51,8 @@ class OverloadRun:
     refused_p50_ms: float = 0.0
     refused_p99_ms: float = 0.0
     max_answer_ms: float = 0.0  # the slowest answer of any kind
-    goodput_rps: float = 0.0
-    offered_rps: float = 0.0  # requests sent per second (all buckets)
+    goodput_rps: float = 0.0  # successful requests/s inside the load window
+    offered_rps: float = 0.0  # answered requests/s inside the load window (all buckets)
     other_sample: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
@@ -64,21 +64,25 @@ def _ms(values: list[float], q: float) -> float:
 
 
 def overload_run(make_call: Callable[[], Callable[[tuple], object]], items: list[tuple], *, workload: str,
-                 clients: int, duration_s: float, deadline_s: float, backoff_s: float = 0.05,
-                 max_backoff_s: float = 1.0, clients_per_connection: int = 16) -> OverloadRun:
-    """``clients`` threads for ``duration_s``; every request carries a ``deadline_s`` client deadline.
-    Requests still in flight at the end are waited for (up to their deadline), so none goes uncounted."""
+                 clients: int, duration_s: float, deadline_s: float, backoff_s: float = 0.2,
+                 max_backoff_s: float = 3.2, clients_per_connection: int = 16, warmup_s: float = 1.0) -> OverloadRun:
+    """``clients`` threads send for ``duration_s``; every request carries a ``deadline_s`` client
+    deadline. Requests still in flight at the end are waited for (up to their deadline), so none
+    goes uncounted. Goodput and offered load count what completes inside the load window (after
+    ``warmup_s``, before the clients stop sending), not the drain afterwards."""
     from structbert_client import RequestTimeoutError, ServerOverloadedError
 
     lock = threading.Lock()
     ok: list[float] = []
     refused: list[float] = []
+    in_window = {"ok": 0, "all": 0}
     answered: list[float] = []
     counts = {"other": 0, "unanswered": 0}
     samples: list[str] = []
     calls = [make_call() for _ in range(max(1, -(-clients // clients_per_connection)))]
     start = time.perf_counter()
     stop_at = start + duration_s
+    window_start = start + min(warmup_s, duration_s / 2)
 
     def client(index: int) -> None:
         call = calls[index // clients_per_connection]
@@ -98,8 +102,12 @@ def overload_run(make_call: Callable[[], Callable[[tuple], object]], items: list
                 with lock:
                     if len(samples) < 5:
                         samples.append(f"{type(exc).__name__}: {str(exc)[:200]}")
-            elapsed = time.perf_counter() - t0
+            done = time.perf_counter()
+            elapsed = done - t0
             with lock:
+                if window_start <= done <= stop_at:
+                    in_window["all"] += 1
+                    in_window["ok"] += bucket == "ok"
                 if bucket in ("ok", "refused"):
                     (ok if bucket == "ok" else refused).append(elapsed)
                 else:
@@ -120,13 +128,13 @@ def overload_run(make_call: Callable[[], Callable[[tuple], object]], items: list
         t.join(duration_s + deadline_s + 30)
     seconds = time.perf_counter() - start
     stuck = sum(t.is_alive() for t in threads)  # a thread still waiting past its deadline: unanswered too
-    total = len(ok) + len(refused) + counts["other"] + counts["unanswered"] + stuck
     return OverloadRun(
         workload=workload, clients=clients, seconds=round(seconds, 2), ok=len(ok), refused=len(refused),
         other=counts["other"], unanswered=counts["unanswered"] + stuck, ok_p50_ms=_ms(ok, 50),
         ok_p99_ms=_ms(ok, 99), refused_p50_ms=_ms(refused, 50), refused_p99_ms=_ms(refused, 99),
-        max_answer_ms=round(max(answered, default=0.0) * 1000, 1), goodput_rps=round(len(ok) / seconds, 2),
-        offered_rps=round(total / seconds, 2), other_sample=samples)
+        max_answer_ms=round(max(answered, default=0.0) * 1000, 1),
+        goodput_rps=round(in_window["ok"] / (stop_at - window_start), 2),
+        offered_rps=round(in_window["all"] / (stop_at - window_start), 2), other_sample=samples)
 
 
 def run_workload(server, workload: str, *, data_dir: Path, factors: list[int], capacity_clients: int,

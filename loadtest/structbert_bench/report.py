@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
+
+log = logging.getLogger("structbert_bench")
 
 
 def markdown(results: dict) -> str:
@@ -78,4 +81,9 @@ def write(results: dict, out_dir: Path) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     (out_dir / "results.md").write_text(markdown(results))
-    return [out_dir / "results.json", out_dir / "results.md", *plots(results, out_dir)]
+    try:
+        pngs = plots(results, out_dir)
+    except ImportError:  # a GPU host may lack matplotlib: the numbers are in the JSON and Markdown
+        log.warning("matplotlib is not installed: no plots")
+        pngs = []
+    return [out_dir / "results.json", out_dir / "results.md", *pngs]

@@ -66,8 +66,12 @@ def gpu_summary(runs: list[dict], memory_probe: dict | None = None) -> list[str]
         ("encoder FLOP rate vs the GPU's peak", f"{pair['tflops']} TFLOP/s = {pair['tflops'] / peak:.0%} of {peak} "
          "TFLOP/s (FP16 GEMM measured in the same run)", True),
     ]
-    lines = [f"{runs[0]['gpu']}, torch {runs[0]['torch']}. Command: `PYTHONPATH=client:export:model_repository:loadtest "
-             "python -m structbert_bench.gpu --out $OUT --seconds 4 --attention {eager,sdpa}` (one call, both runs).",
+    lines = ["**Not yet measured through Triton on a GPU.** `structbert-triton bench --device cuda` (through the real "
+             "tritonserver, clients in several processes, GPU busy % and memory per server process) and `pytest -m gpu` "
+             "exist but have not run on a GPU: the session that built them was lent none. The figures below are "
+             "in-process: the served code path without Triton's transport.", "",
+             f"{runs[0]['gpu']}, torch {runs[0]['torch']}. Command: `python -m structbert_bench.gpu --out $OUT "
+             "--seconds 4 --attention {eager,sdpa}` (one call, both runs).",
              "", "What ran: the embedded flavour's GPU path **without Triton's transport** (TorchScript FP16 artifacts "
              "exported and validated on the GPU, the ragged encoder batching requests with a 50% padding bound, the "
              "SiameseUIE level loop); the embedded server itself could not be carried to the GPU machine (its wheels "

@@ -1,6 +1,6 @@
 """Soak: steady locust load on the embedded server; errors and the slope of server memory.
 
-    python -m structbert_bench.soak --repository build/model_repository --minutes 10 --users 8 --out build/soak
+    python -m structbert_bench.soak --repository model_repository --minutes 10 --users 8 --out build/soak
 
 Memory is the resident size of tritonserver and its Python-backend stubs, sampled every few
 seconds; the slope is a least-squares fit after the first 20% of the run (warm-up). A flat line

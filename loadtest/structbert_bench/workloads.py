@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from structbert_client import api
 
 CATEGORIES = ["书籍", "平板", "手机", "水果", "洗发水", "热水器", "蒙牛", "衣服", "计算机", "酒店"]
 NER_SCHEMA = {"人物": None, "地理位置": None, "组织机构": None}
@@ -22,31 +25,36 @@ class Workload:
 
 
 WORKLOADS = {w.name: w for w in (
-    Workload("embedding", "embedding", "text_embedding", "texts",
+    Workload("embedding", "embedding", api.TEXT_EMBEDDING.name, "texts",
              "L2-normalised mean-pooled embedding of one shopping review (text_embedding)"),
-    Workload("similarity", "embedding", "sentence_similarity", "pairs",
+    Workload("similarity", "embedding", api.SENTENCE_SIMILARITY.name, "pairs",
              "bi-encoder cosine of two shopping reviews (sentence_similarity)"),
-    Workload("zero_shot", "zero-shot", "zero_shot_classification", "texts",
+    Workload("zero_shot", "zero-shot", api.ZERO_SHOT_CLASSIFICATION.name, "texts",
              "one shopping review against the 10 category labels"),
-    Workload("uie", "uie", "information_extraction", "extractions",
+    Workload("uie", "uie", api.INFORMATION_EXTRACTION.name, "extractions",
              "one MSRA news sentence, schema {人物, 地理位置, 组织机构}"),
-    Workload("pair", "pair-classification", "pair_classification", "pairs",
+    Workload("pair", "pair-classification", api.PAIR_CLASSIFICATION.name, "pairs",
              "cross-encoder P(similar) of two shopping reviews"),
 )}
 
 
 def default_data_dir() -> Path:
+    """``$STRUCTBERT_DATA_DIR``, else the workplace's ``../shared/data``, else the samples in ``tests/data``."""
     here = Path(__file__).resolve()
-    for candidate in (here.parents[3] / "shared" / "data", here.parents[2] / "tests" / "data"):
+    env = os.environ.get("STRUCTBERT_DATA_DIR")
+    candidates = [Path(env)] if env else []
+    candidates += [here.parents[3] / "shared" / "data", here.parents[2] / "tests" / "data"]
+    for candidate in candidates:
         if (candidate / "msra_ner.jsonl").is_file():
             return candidate
-    raise FileNotFoundError("no data directory with msra_ner.jsonl found; pass --data-dir")
+    raise FileNotFoundError("no data directory with msra_ner.jsonl found; pass --data-dir or set STRUCTBERT_DATA_DIR")
 
 
 def _texts(path: Path) -> list[str]:
     if not path.is_file():  # tests/data holds samples: shopping_reviews_sample.jsonl
         path = next(path.parent.glob(path.stem + "*.jsonl"))
-    return [json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip()]
+    return [t for t in (json.loads(line)["text"] for line in path.read_text().splitlines() if line.strip())
+            if t.strip()]
 
 
 def payloads(name: str, data_dir: Path, n: int, seed: int = 0) -> list[tuple]:
@@ -55,7 +63,7 @@ def payloads(name: str, data_dir: Path, n: int, seed: int = 0) -> list[tuple]:
     if name == "uie":
         texts = _texts(data_dir / "msra_ner.jsonl")
         return [(rng.choice(texts),) for _ in range(n)]
-    reviews = [t for t in _texts(data_dir / "shopping_reviews.jsonl") if t.strip()]
+    reviews = _texts(data_dir / "shopping_reviews.jsonl")
     if name in ("zero_shot", "embedding"):
         return [(rng.choice(reviews),) for _ in range(n)]
     return [(rng.choice(reviews), rng.choice(reviews)) for _ in range(n)]
@@ -74,6 +82,29 @@ def client_call(name: str, client) -> Callable[[tuple], object]:
     if name == "uie":
         return lambda p: client.extract(p[0], NER_SCHEMA)
     raise ValueError(name)
+
+
+class Sampler:
+    """Raw request inputs (``{input name: [strings]}``, one row) for every public model, drawn from
+    the real texts: what locust and perf_analyzer send."""
+
+    def __init__(self, seed: int | None = None, data_dir: Path | None = None):
+        folder = data_dir or default_data_dir()
+        self.rng = random.Random(seed)
+        self.reviews = _texts(folder / "shopping_reviews.jsonl")
+        self.news = _texts(folder / "msra_ner.jsonl")
+
+    def inputs(self, model: str) -> dict[str, list[str]]:
+        r = self.rng
+        if model == api.TEXT_EMBEDDING.name:
+            return {"TEXT": [r.choice(self.reviews)]}
+        if model in (api.SENTENCE_SIMILARITY.name, api.PAIR_CLASSIFICATION.name):
+            return {"TEXT_A": [r.choice(self.reviews)], "TEXT_B": [r.choice(self.reviews)]}
+        if model == api.ZERO_SHOT_CLASSIFICATION.name:
+            return {"TEXT": [r.choice(self.reviews)], "LABELS": [json.dumps(CATEGORIES, ensure_ascii=False)]}
+        if model == api.INFORMATION_EXTRACTION.name:
+            return {"TEXT": [r.choice(self.news)], "SCHEMA": [json.dumps(NER_SCHEMA, ensure_ascii=False)]}
+        raise ValueError(f"unknown model {model!r}; public models: {', '.join(api.PUBLIC_MODELS)}")
 
 
 def sdk_worker(url: str, protocol: str, workload: str, timeout_s: float = 120.0

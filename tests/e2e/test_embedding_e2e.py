@@ -158,14 +158,14 @@ def test_client_maps_errors(tiny_client):
 def test_bad_requests_do_not_hurt_good_ones_in_the_same_batch(tiny_server, protocol, reference):
     good = sample_texts(12)
     want = mean_pooled(*reference, good, max_length=512)
-    bad = ["", "  ", b"\xff".decode("latin-1")]
+    bad = ["", "  ", "\u200b\u200b"]  # empty, whitespace, nothing left after normalisation
 
     def send(i: int):
         client = make_client(tiny_server, protocol, retries=0)
         try:
             if i % 3 == 2:
                 try:
-                    client.embed(bad[i % len(bad)] if i % 2 else "")
+                    client.embed(bad[(i // 3) % len(bad)])
                 except InvalidInputError:
                     return "invalid"
                 return "accepted"
@@ -177,7 +177,7 @@ def test_bad_requests_do_not_hurt_good_ones_in_the_same_batch(tiny_server, proto
         results = list(pool.map(send, range(36)))
     for i, result in enumerate(results):
         if i % 3 == 2:
-            assert result in ("invalid", "accepted")  # latin-1 "ÿ" is valid text
+            assert result == "invalid", (i, bad[(i // 3) % len(bad)])
         else:
             assert np.abs(result - want[i % len(good)]).max() < 1e-4
     assert tiny_server.is_ready()

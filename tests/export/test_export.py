@@ -239,3 +239,23 @@ def test_torchscript_configs_name_the_trace_device(tiny_checkpoint, tmp_path):
 
     kind = all_configs(native)["embedding_encoder"].instance_group[0].kind
     assert kind == model_config_pb2.ModelInstanceGroup.Kind.Value("KIND_CPU")
+
+
+def test_gpu_encoders_are_sized_for_large_batches():
+    from structbert_export.repository import (
+        GPU_BATCH_TOKENS,
+        GPU_ENCODER_ROWS,
+        ServingOptions,
+        encoder_config,
+        encoder_max_batch_size,
+    )
+
+    spec = spec_for("zero-shot")
+    assert encoder_max_batch_size(spec, ServingOptions()) == 128
+    assert encoder_max_batch_size(spec, ServingOptions(device="cuda")) == GPU_ENCODER_ROWS
+    assert encoder_max_batch_size(spec, ServingOptions(device="cuda", flavour="native")) == 128  # TRT profiles
+    sizes = {"hidden": 64, "max_length": 512, "labels": 3}
+    config, _ = encoder_config(spec, sizes, Path("model.pt"), "fp16", ServingOptions(device="cuda"))
+    assert config["max_batch_size"] == GPU_ENCODER_ROWS
+    assert config["parameters"]["max_batch_tokens"]["string_value"] == str(GPU_BATCH_TOKENS)
+    assert config["parameters"]["device"]["string_value"] == "cuda"

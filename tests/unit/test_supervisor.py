@@ -37,3 +37,18 @@ def test_restarts_outside_the_window_do_not_count():
     for _ in range(10):  # one crash every 200 s is not a loop
         policy.next_delay("exit 1", up_for_s=200)
         clock.now += 200
+
+
+def test_expected_stubs_reads_instance_groups_only(tmp_path):
+    from structbert_serving.stub_health import expected_stubs
+
+    model = tmp_path / "m"
+    model.mkdir()
+    (model / "config.pbtxt").write_text(
+        'name: "m"\nbackend: "python"\ninstance_group {\n  count: 2\n  kind: KIND_CPU\n}\n'
+        'instance_group {\n  kind: KIND_CPU\n}\n'
+        'model_warmup {\n  name: "w"\n  count: 7\n}\nparameters {\n  key: "x"\n  value { string_value: "}{ count: 9" }\n}\n')
+    native = tmp_path / "n"
+    native.mkdir()
+    (native / "config.pbtxt").write_text('name: "n"\nplatform: "onnxruntime_onnx"\ninstance_group { count: 3 }\n')
+    assert expected_stubs(tmp_path) == {"m": 3}

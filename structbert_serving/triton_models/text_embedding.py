@@ -12,5 +12,5 @@ from structbert_serving.bls import TokenPipeline
 class TritonPythonModel(TokenPipeline):
     columns = ("TEXT",)
 
-    def finish(self, outputs):
+    def finish(self, outputs, context):
         return {"EMBEDDING": outputs[0]}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
@@ -72,13 +73,24 @@ def encoder_settings(params: dict[str, str], default_encoder: str) -> tuple[str,
             get_param(params, "encoder_max_batch_size", 64))
 
 
+@dataclass
+class Parsed:
+    """A decoded request: groups to tokenise, and whatever ``finish`` needs besides the encoder's
+    output (zero-shot: the labels and the mode of each row)."""
+
+    groups: list[tuple[str, list]]
+    context: object = None
+
+
 class TokenPipeline:
     """Base of the public models that tokenise texts, run one encoder over every row of the dynamic
     batch, and post-process per request (``text_embedding``, ``sentence_similarity``,
-    ``pair_classification``). One hop: entry (tokenise + post-process) -> encoder.
+    ``pair_classification``, ``zero_shot_classification``). One hop: entry (tokenise +
+    post-process) -> encoder. Each stage isolates bad requests (``triton_io.run_valid``).
 
     Subclasses set ``columns`` (the BYTES inputs), ``pair`` (tokenise the two columns as one sequence
-    pair instead of each on its own), ``encoder_output`` and ``finish``.
+    pair instead of each on its own), ``encoder_output`` and ``finish``; or override ``parse``, which
+    returns a :class:`Parsed` request (what to tokenise, and what ``finish`` needs besides).
     """
 
     columns: tuple[str, ...] = ("TEXT",)
@@ -98,8 +110,8 @@ class TokenPipeline:
             length_buckets=get_param(params, "length_buckets", []),
             pair_truncation=get_param(params, "pair_truncation", self.pair_truncation))
 
-    def parse(self, request) -> list[tuple[str, list]]:
-        """-> [(name for messages, items to tokenise)] per tokenised group of the request."""
+    def parse(self, request) -> Parsed:
+        """The request's groups to tokenise: [(input name for messages, texts or (text, pair) tuples)]."""
         columns = []
         for name in self.columns:
             texts = decode_texts(triton_io.input_array(request, name), name)
@@ -107,33 +119,30 @@ class TokenPipeline:
             columns.append(texts)
         if len(columns) > 1 and len(columns[0]) != len(columns[1]):
             raise InputError(f"{self.columns[0]} has {len(columns[0])} rows and {self.columns[1]} "
-                                       f"{len(columns[1])}; send them paired one to one")
+                             f"{len(columns[1])}; send them paired one to one")
         if self.pair:
-            return [("/".join(self.columns), list(zip(*columns)))]
-        return list(zip(self.columns, columns))
+            return Parsed([("/".join(self.columns), list(zip(*columns)))])
+        return Parsed(list(zip(self.columns, columns)))
 
-    def finish(self, outputs: list[np.ndarray]) -> dict[str, np.ndarray]:
-        """The request's result from the encoder output of each of its groups."""
+    def finish(self, outputs: list[np.ndarray], context) -> dict[str, np.ndarray]:
+        """The request's result from the encoder output of each of its groups (``context``: what
+        ``parse`` kept for it)."""
         raise NotImplementedError
 
-    async def execute(self, requests):
-        parsed = triton_io.per_request(requests, self.parse)
-        groups = [g for p in parsed if not isinstance(p, Exception) for g in p]
+    def tokenise(self, parsed: list[Parsed]) -> list[tuple[list[Batch], object] | Exception]:
+        """All groups of all requests in one tokeniser call; a bad text fails its request only."""
+        groups = [g for p in parsed for g in p.groups]
         encoded = iter(self.tokenizer.encode_many([items for _, items in groups], [name for name, _ in groups]))
-        results: list = []
-        pending: list[tuple[int, list[Batch]]] = []
-        for r, request_groups in enumerate(parsed):
-            if isinstance(request_groups, Exception):
-                results.append(request_groups)
-                continue
-            batches = [next(encoded) for _ in request_groups]
-            bad = next((b for b in batches if isinstance(b, Exception)), None)
-            results.append(bad)
-            if bad is None:
-                pending.append((r, batches))
-        if not pending:
-            return triton_io.responses(results, self.dtypes)
-        flat = [b for _, batches in pending for b in batches]
+        out: list[tuple[list[Batch], object] | Exception] = []
+        for p in parsed:
+            batches = [next(encoded) for _ in p.groups]
+            out.append(next((b for b in batches if isinstance(b, Exception)), (batches, p.context)))
+        return out
+
+    async def encode(self, pending: list[tuple[list[Batch], object]]) -> list:
+        """Every row of every request through the encoder in one logical call, then ``finish`` per
+        request."""
+        flat = [b for batches, _ in pending for b in batches]
         merged = self.tokenizer.pad([ids[m > 0] for b in flat for ids, m in zip(b.input_ids, b.attention_mask)],
                                     [t[m > 0] for b in flat for t, m in zip(b.token_type_ids, b.attention_mask)])
         widths = None
@@ -141,21 +150,18 @@ class TokenPipeline:
             widths = [bucket_length(int(n), self.tokenizer.length_buckets) for n in merged.lengths]
         feeds = {"INPUT_IDS": merged.input_ids, "ATTENTION_MASK": merged.attention_mask,
                  "TOKEN_TYPE_IDS": merged.token_type_ids}
-        try:
-            out = (await infer_rows(self.encoder, feeds, [self.encoder_output], names=self.names,
-                                    max_rows=self.max_rows, widths=widths))[self.encoder_output]
-        except Exception as exc:  # the encoder failed or refused: every pending request gets its error
-            for r, _ in pending:
-                results[r] = exc
-            return triton_io.responses(results, self.dtypes)
-        cursor = 0
-        for r, batches in pending:
+        out = (await infer_rows(self.encoder, feeds, [self.encoder_output], names=self.names,
+                                max_rows=self.max_rows, widths=widths))[self.encoder_output]
+        results, cursor = [], 0
+        for batches, context in pending:
             parts = []
             for b in batches:
                 parts.append(out[cursor:cursor + len(b.input_ids)])
                 cursor += len(b.input_ids)
-            try:
-                results[r] = self.finish(parts)
-            except Exception as exc:  # one request's post-processing never fails the others
-                results[r] = exc
-        return triton_io.responses(results, self.dtypes)
+            results.append(triton_io.guarded(self.finish, parts, context))
+        return results
+
+    async def execute(self, requests):
+        parsed = triton_io.per_request(requests, self.parse)
+        tokenised = triton_io.run_valid(parsed, self.tokenise)
+        return triton_io.responses(await triton_io.run_valid_async(tokenised, self.encode), self.dtypes)

@@ -26,6 +26,6 @@ class TritonPythonModel(TokenPipeline):
         super().initialize(args)
         self.labels = np.array([s.encode() for s in json.loads(self.params["labels"])], dtype=object)
 
-    def finish(self, outputs):
+    def finish(self, outputs, context):
         logits = outputs[0]
         return {"PROBS": softmax(logits, axis=-1), "LABELS": np.tile(self.labels, (logits.shape[0], 1))}

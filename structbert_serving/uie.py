@@ -1,4 +1,4 @@
-"""SiameseUIE information extraction with ModelScope's semantics (``shared/design/pipelines.md``).
+"""SiameseUIE information extraction with ModelScope's semantics (README, "SiameseUIE semantics").
 
 The text is tokenised once and cut into 384-token windows every 352 tokens; the windows are encoded
 once (first L-6 layers) and reused for every hint at every schema level. A hint

@@ -39,33 +39,25 @@ class TritonPythonModel:
         wanted = ["HIDDEN"] if model == self.encoder else ["HEAD_LOGITS", "TAIL_LOGITS"]
         return await bls.infer_rows(model, feeds, wanted, names=self.names, max_rows=self.max_rows)
 
+    def _tokenise(self, parsed: list[list[uie.Extraction]]) -> list:
+        """Each request's texts, tokenised with offsets (a text over the limit fails its request)."""
+        out = []
+        for rows in parsed:
+            texts = self.tokenizer.encode_texts([item.text for item in rows])
+            out.append(next((t for t in texts if isinstance(t, Exception)), (rows, texts)))
+        return out
+
+    async def _extract(self, pending: list[tuple[list[uie.Extraction], list]]) -> list:
+        """The schema walk for every text of every request at once (one encoder and one cross call
+        per schema level)."""
+        items = [item for rows, _ in pending for item in rows]
+        encoded = [t for _, texts in pending for t in texts]
+        await uie.extract(items, encoded, self.tokenizer,
+                          lambda f: self._call(self.encoder, f), lambda f: self._call(self.cross, f))
+        return [{"RESULT": np.array([json.dumps(item.result(), ensure_ascii=False).encode() for item in rows],
+                                    dtype=object).reshape(-1, 1)} for rows, _ in pending]
+
     async def execute(self, requests):
         parsed = triton_io.per_request(requests, self._parse)
-        results: list = list(parsed)
-        items, encoded, owners = [], [], []
-        for r, rows in enumerate(parsed):
-            if isinstance(rows, Exception):
-                continue
-            texts = self.tokenizer.encode_texts([item.text for item in rows])
-            bad = next((t for t in texts if isinstance(t, Exception)), None)
-            if bad is not None:
-                results[r] = bad
-                continue
-            items.extend(rows)
-            encoded.extend(texts)
-            owners.extend([r] * len(rows))
-        if items:
-            try:
-                await uie.extract(items, encoded, self.tokenizer,
-                                  lambda f: self._call(self.encoder, f), lambda f: self._call(self.cross, f))
-            except Exception as exc:  # a model call failed: the requests in this batch get the error
-                for r in set(owners):
-                    results[r] = exc
-                return triton_io.responses(results, self.dtypes)
-            per_request: dict[int, list[bytes]] = {}
-            for r, item in zip(owners, items):
-                per_request.setdefault(r, []).append(json.dumps(item.result(), ensure_ascii=False).encode())
-            for r, rows in per_request.items():
-                results[r] = {"RESULT": np.array(rows, dtype=object).reshape(-1, 1)}
-        return triton_io.responses(results, self.dtypes)
-
+        tokenised = triton_io.run_valid(parsed, self._tokenise)
+        return triton_io.responses(await triton_io.run_valid_async(tokenised, self._extract), self.dtypes)

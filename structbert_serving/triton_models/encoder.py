@@ -44,7 +44,4 @@ class TritonPythonModel:
     def execute(self, requests):
         feeds = triton_io.per_request(
             requests, lambda r: {n: triton_io.input_array(r, n) for n in self.input_names})
-        valid = [f for f in feeds if not isinstance(f, Exception)]
-        encoded = iter(self.encoder.run(valid))
-        results = [f if isinstance(f, Exception) else next(encoded) for f in feeds]
-        return triton_io.responses(results, self.dtypes)
+        return triton_io.responses(triton_io.run_valid(feeds, self.encoder.run), self.dtypes)

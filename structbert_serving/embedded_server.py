@@ -1,7 +1,8 @@
 """Launch the real ``tritonserver`` binary shipped in the ``nvidia-pytriton`` wheel on a repository.
 
 Not PyTriton's Python API: the binary itself, with the Python backend and the stub for the running
-Python, set up as ``shared/design/triton-facts.md`` describes.
+Python (copied into a writable backend directory), with ``PATH`` and ``LD_LIBRARY_PATH`` set so the
+stub runs this Python and finds pytriton's libraries.
 """
 
 from __future__ import annotations

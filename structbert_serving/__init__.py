@@ -6,4 +6,4 @@ logic is unit-tested directly; ``triton_models/*.py`` are the thin Triton adapte
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from structbert_client import __version__  # noqa: F401 - the one version (pyproject reads it too)

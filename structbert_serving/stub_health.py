@@ -19,14 +19,40 @@ from pathlib import Path
 STUB = "triton_python_backend_stub"
 
 
+def blocks(text: str, field: str) -> list[str]:
+    """The bodies of the top-level ``field { ... }`` messages of a config.pbtxt (braces matched, so a
+    ``count`` inside another message, e.g. a future ``model_warmup``, is never read as an instance
+    count). Strings holding braces are skipped."""
+    out, depth, start, i = [], 0, None, 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':  # skip a quoted string (with escapes)
+            i += 1
+            while i < len(text) and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+        elif ch == "{":
+            if depth == 0 and re.search(rf"(^|\s){field}\s*:?\s*$", text[:i]):
+                start = i + 1
+            depth += 1
+        elif ch == "}":
+            depth -= 1
+            if depth == 0 and start is not None:
+                out.append(text[start:i])
+                start = None
+        i += 1
+    return out
+
+
 def expected_stubs(repository: str | Path) -> dict[str, int]:
-    """model -> number of Python-backend instances (stubs) its config asks for."""
+    """model -> number of Python-backend instances (stubs) its config asks for (1 per instance group
+    without a count, as Triton does)."""
     out = {}
     for config in sorted(Path(repository).glob("*/config.pbtxt")):
         text = config.read_text()
-        if not re.search(r'backend:\s*"python"', text):
+        if not re.search(r'^backend:\s*"python"', text, re.MULTILINE):
             continue
-        counts = [int(c) for c in re.findall(r"\bcount:\s*(\d+)", text)]
+        counts = [int(m.group(1)) if (m := re.search(r"\bcount:\s*(\d+)", body)) else 1
+                  for body in blocks(text, "instance_group")]
         out[config.parent.name] = sum(counts) or 1
     return out
 

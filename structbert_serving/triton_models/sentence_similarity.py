@@ -14,6 +14,6 @@ from structbert_serving.similarity import cosine
 class TritonPythonModel(TokenPipeline):
     columns = ("TEXT_A", "TEXT_B")
 
-    def finish(self, outputs):
+    def finish(self, outputs, context):
         embeddings_a, embeddings_b = outputs
         return {"SCORE": cosine(embeddings_a, embeddings_b)[:, None]}

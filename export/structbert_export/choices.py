@@ -1,0 +1,13 @@
+"""The options export, serve and bench accept, defined once (importable without torch, so the CLI
+builds its argument parser from them)."""
+
+from __future__ import annotations
+
+TASKS = ("embedding", "pair-classification", "zero-shot", "uie")
+PRECISIONS = ("fp32", "fp16", "int8")
+FORMATS = ("onnx", "torchscript")
+FLAVOURS = ("embedded", "native")
+SYNTHETIC_SIZES = ("tiny", "base", "large")
+DEVICES = ("auto", "cpu", "cuda")
+ATTENTIONS = ("eager", "sdpa")
+OVERLENGTH = ("truncate", "reject")
