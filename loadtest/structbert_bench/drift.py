@@ -17,20 +17,20 @@ from .workloads import CATEGORIES, NER_SCHEMA, default_data_dir, payloads
 
 
 def collect(repo: Path, data_dir: Path, n: int) -> dict:
-    from structbert_client import StructBertClient
+    from structbert_client import StructBertClient, api
     from structbert_serving.embedded_server import EmbeddedServer
 
     out = {}
     with EmbeddedServer(repo) as server:
         client = StructBertClient(server.grpc_url, batch_size=32, timeout_s=600)
         names = {m.name for m in client._client.get_model_repository_index().models}
-        if "sentence_similarity" in names:
+        if api.SENTENCE_SIMILARITY.name in names:
             pairs = payloads("similarity", data_dir, n, seed=3)
             out["similarity"] = client.similarity([a for a, _ in pairs], [b for _, b in pairs])
-        if "zero_shot_classification" in names:
+        if api.ZERO_SHOT_CLASSIFICATION.name in names:
             texts = [p[0] for p in payloads("zero_shot", data_dir, n, seed=3)]
             out["zero_shot"] = client.classify(texts, CATEGORIES)
-        if "information_extraction" in names:
+        if api.INFORMATION_EXTRACTION.name in names:
             texts = [p[0] for p in payloads("uie", data_dir, n, seed=3)]
             out["uie"] = client.extract(texts, NER_SCHEMA)
     return out

@@ -105,12 +105,12 @@ def closed_loop(make_worker: Callable[[], Callable[[tuple], object]], payloads: 
 
 
 def closed_loop_samples(make_worker: Callable[[], Callable[[tuple], object]], payloads: list[tuple], *,
-                        concurrency: int, duration_s: float, warmup_s: float = 1.0, max_wait_s: float = 300.0
-                        ) -> tuple[list[float], int, float, str]:
+                        concurrency: int, duration_s: float, warmup_s: float = 1.0, max_wait_s: float = 300.0,
+                        rounds: float = 3.0) -> tuple[list[float], int, float, str]:
     """``concurrency`` workers send requests back to back. The measured window opens once every
     worker has completed a request and ``warmup_s`` has passed (steady state, even when one round
-    takes longer than the window), and lasts ``duration_s``; throughput and latencies count the
-    requests that complete inside it."""
+    takes longer than the window), and lasts ``duration_s`` or ``rounds`` times that first round,
+    whichever is longer; throughput and latencies count the requests that complete inside it."""
     latencies: list[float] = []
     errors = [0]
     sample = [""]
@@ -121,7 +121,9 @@ def closed_loop_samples(make_worker: Callable[[], Callable[[tuple], object]], pa
 
     def open_window_if_ready(now: float) -> None:
         if not window and first_done[0] >= concurrency and now - started >= warmup_s:
-            window.extend([now, now + duration_s])
+            # at least three rounds: when one round (every client served once) takes seconds, a
+            # shorter window counts a handful of lumpy completions, not a throughput
+            window.extend([now, now + max(duration_s, rounds * (now - started))])
 
     def worker(index: int) -> None:
         call = make_worker()

@@ -145,3 +145,11 @@ def test_dashboard_queries_only_metrics_triton_exports(tiny_server):
     assert queried and queried <= exported | GPU_METRICS, queried - exported - GPU_METRICS
     assert {"nv_inference_request_summary_us", "nv_inference_queue_duration_us", "nv_inference_exec_count",
             "nv_gpu_utilization"} <= queried
+
+
+def test_image_tags_follow_the_package_version():
+    from structbert_client import __version__
+
+    tags = set(re.findall(r"structbert-triton:([\w.\-]+)", "\n".join(
+        (DEPLOY / f).read_text() for f in ("docker-compose.yml", "Dockerfile", "k8s/base/deployment.yaml"))))
+    assert tags == {__version__}, f"deploy/ pins image tags {tags}; the package is {__version__}"

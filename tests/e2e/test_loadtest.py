@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from structbert_client.api import PUBLIC_MODELS
 from structbert_export import pbtxt
 from tests.conftest import DATA
 
@@ -47,8 +48,7 @@ def test_locust_grpc_no_failures_and_clean_exit(tiny_server, tmp_path):
     assert int(rows["Aggregated"]["Failure Count"]) == 0, rows
 
 
-@pytest.mark.parametrize("model", ["text_embedding", "sentence_similarity", "pair_classification",
-                                   "zero_shot_classification", "information_extraction"])
+@pytest.mark.parametrize("model", list(PUBLIC_MODELS))
 def test_perf_analyzer_inputs_match_the_models(tiny_repo, model):
     config = pbtxt.parse((tiny_repo / model / "config.pbtxt").read_text())
     required = {i.name for i in config.input if not i.optional}
@@ -97,3 +97,20 @@ def test_bench_measures_server_and_baseline_in_one_run(tmp_path, cache_root):
         assert row["errors"] == 0 and row["rps"] > 0 and row["throughput_ratio"] > 0
     assert results["client_processes"] == 2 and results["device"] == "cpu"
     assert (out / "throughput.png").is_file() and "× baseline" in (out / "results.md").read_text()
+
+
+@pytest.mark.slow
+def test_in_process_gpu_measurements_run_on_the_cpu(tmp_path, cache_root):
+    """structbert_bench.gpu (the in-process reference for the GPU) in its CPU smoke mode: every
+    measurement function runs, so the GPU script does not rot between GPU sessions."""
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-m", "structbert_bench.gpu", "--out", str(out), "--work", str(tmp_path / "w"),
+                          "--device", "cpu", "--sizes", "tiny", "--seconds", "0.2"],
+                         capture_output=True, text=True, timeout=600, env={**os.environ, "STRUCTBERT_DATA_DIR": str(DATA)})
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads((out / "gpu_results_eager.json").read_text())
+    assert set(result["pipelines"]) == {"pair_classification_large", "zero_shot_base_10_labels", "uie_base"}
+    for pipeline in result["pipelines"].values():
+        assert all(v["passed"] for v in (pipeline["validation_fp16_vs_fp32"].values()
+                                          if "encoder" in pipeline["validation_fp16_vs_fp32"]
+                                          else [pipeline["validation_fp16_vs_fp32"]]))

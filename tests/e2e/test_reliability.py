@@ -23,6 +23,7 @@ from structbert_client import (
     ServerUnavailableError,
     StructBertClient,
 )
+from structbert_client.api import PUBLIC_MODELS
 from structbert_serving.embedded_server import EmbeddedServer, restricted_api_flags
 from tests.conftest import jsonl, make_client, sample_texts
 
@@ -182,9 +183,7 @@ def random_text(rng: random.Random) -> bytes:
     return "".join(rng.choice("中文测试abc ,，{}[]\"':null") for _ in range(rng.randrange(1, 60))).encode()
 
 
-MODELS = {"text_embedding": ["TEXT"], "sentence_similarity": ["TEXT_A", "TEXT_B"],
-          "pair_classification": ["TEXT_A", "TEXT_B"], "zero_shot_classification": ["TEXT", "LABELS"],
-          "information_extraction": ["TEXT", "SCHEMA"]}
+MODELS = {name: list(model.inputs) for name, model in PUBLIC_MODELS.items()}
 
 
 def malformed(rng: random.Random):

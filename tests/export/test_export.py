@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from structbert_client.api import PUBLIC_MODELS
 from structbert_export import pbtxt
 from structbert_export.artifacts import export_artifact
 from structbert_export.checkpoint import CheckpointError, load_checkpoint
@@ -99,8 +100,7 @@ def all_configs(repo: Path) -> dict[str, object]:
 
 def test_embedded_repository_configs_parse(tiny_repo):
     configs = all_configs(tiny_repo)
-    public = {"text_embedding", "sentence_similarity", "pair_classification", "zero_shot_classification",
-              "information_extraction"}
+    public = set(PUBLIC_MODELS)
     encoders = {"embedding_encoder", "pair_classifier", "zero_shot_classifier", "uie_encoder", "uie_cross"}
     assert set(configs) == public | encoders
     cross = configs["uie_cross"]
