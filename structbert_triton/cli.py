@@ -83,7 +83,8 @@ def _bench_parser(sub) -> None:
     p = sub.add_parser("bench", help="benchmark the pipelines on the embedded server against the PyTorch baseline")
     p.add_argument("--out", type=Path, default=Path("build/bench"), help="output folder (JSON, Markdown, PNG)")
     p.add_argument("--repository", type=Path, default=None,
-                   help="an exported repository (default: export synthetic checkpoints of --size)")
+                   help="the repository to measure (default: model_repository/ when it holds every workload's "
+                        "task, else synthetic checkpoints of --size exported under --out)")
     p.add_argument("--size", choices=SYNTHETIC_SIZES, default="base")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
     p.add_argument("--workloads", default="similarity,zero_shot,uie", help="comma-separated: similarity,zero_shot,uie,pair")

@@ -87,6 +87,24 @@ def prepare_repository(cfg: BenchConfig) -> Path:
     return repo
 
 
+SERVED_REPOSITORY = Path("model_repository")
+
+
+def covers(repo: Path, workloads: list[str]) -> bool:
+    """Does ``repo`` hold an export of every workload's task?"""
+    manifest = repo / "structbert_manifest.json"
+    if not manifest.is_file():
+        return False
+    done = json.loads(manifest.read_text())
+    return all(WORKLOADS[name].task in done for name in workloads)
+
+
+def repository_precision(repo: Path) -> str:
+    manifest = repo / "structbert_manifest.json"
+    done = json.loads(manifest.read_text()) if manifest.is_file() else {}
+    return ",".join(sorted({v.get("precision", "?") for v in done.values()})) or "?"
+
+
 def checkpoint_of(repo: Path, task: str) -> Path:
     meta = json.loads((repo / ENCODER_OF_TASK[task] / "1" / "export.json").read_text())
     return Path(meta["source"])
@@ -114,10 +132,14 @@ def run_bench(cfg: BenchConfig) -> dict:
 
     cfg.out.mkdir(parents=True, exist_ok=True)
     data_dir = cfg.data_dir or default_data_dir()
+    if cfg.repository is None and covers(SERVED_REPOSITORY, cfg.workloads):
+        cfg.repository = SERVED_REPOSITORY  # what scripts/serve.sh / export filled: measure what is served
+        log.info("measuring %s (pass --repository to choose another)", SERVED_REPOSITORY)
     repo = cfg.repository or prepare_repository(cfg)
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["structbert-triton", *sys.argv[1:]]),
                "machine": machine_info(), "models": f"synthetic {cfg.size}" if cfg.repository is None else str(repo),
-               "precision": cfg.precision, "protocol": cfg.protocol, "duration_s": cfg.duration_s,
+               "precision": repository_precision(repo) if cfg.repository else cfg.precision,
+               "protocol": cfg.protocol, "duration_s": cfg.duration_s,
                "device": cfg.device, "client_processes": cfg.client_processes,
                "data_dir": str(data_dir), "workloads": {}}
 

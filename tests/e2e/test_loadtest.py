@@ -80,11 +80,13 @@ def test_perf_analyzer_runs_with_the_real_text_inputs(tiny_server):
 
 
 @pytest.mark.slow
-def test_bench_measures_server_and_baseline_in_one_run(tmp_path, cache_root):
-    """The bench command end to end on tiny models: baseline and server in one run, clients in two
-    processes, a report with ratios, first-request latency and plots."""
+def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
+    """The bench command end to end on a tiny repository: baseline (on the repository's own
+    checkpoints) and server in one run, clients in two processes, a report with ratios,
+    first-request latency and plots."""
     out = tmp_path / "bench"
-    run = subprocess.run([sys.executable, "-m", "structbert_triton", "bench", "--size", "tiny", "--workloads",
+    run = subprocess.run([sys.executable, "-m", "structbert_triton", "bench", "--repository", str(tiny_repo),
+                          "--workloads",
                           "similarity", "--concurrency", "1,4", "--duration-s", "2", "--baseline-duration-s", "2",
                           "--client-processes", "2", "--data-dir", str(DATA), "--out", str(out)],
                          capture_output=True, text=True, timeout=600)
