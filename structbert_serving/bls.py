@@ -25,8 +25,6 @@ from .params import get_param
 from .texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
 from .tokenization import Batch, TextTokenizer, bucket_length
 
-TOKENS = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")
-
 
 async def infer_rows(model: str, feeds: dict[str, np.ndarray], outputs: Sequence[str], *, names: dict[str, str],
                      max_rows: int, widths: Sequence[int] | None = None) -> dict[str, np.ndarray]:

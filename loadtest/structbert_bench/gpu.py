@@ -29,7 +29,7 @@ import torch
 from structbert_export.artifacts import export_artifact
 from structbert_export.checkpoint import load_checkpoint
 from structbert_export.modules import build_module
-from structbert_export.specs import CLASSIFY_OUTPUTS, spec_for
+from structbert_export.specs import CLASSIFY_OUTPUTS, TOKEN_INPUTS, spec_for
 from structbert_export.synthetic import make_task_checkpoint
 from structbert_export.tokenizer_files import write_tokenizer_json
 from structbert_serving import uie
@@ -41,7 +41,7 @@ from . import baseline
 from .workloads import CATEGORIES, NER_SCHEMA, default_data_dir, payloads
 
 PADDINGS = (0.5,)  # padded/real - 1 allowed per chunk (see plan_chunks); run 2 swept inf/0.5/0.25
-TOKENS = ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"]
+TOKENS = [t.name for t in TOKEN_INPUTS]
 
 
 @dataclass
