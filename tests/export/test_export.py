@@ -138,6 +138,8 @@ def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path,
     encoder = configs["embedding_encoder"]
     assert encoder.platform == platform
     names = {t.name for t in (*encoder.input, *encoder.output)}
+    for name, config in configs.items():  # both flavours: admission control on the entries only
+        assert config.dynamic_batching.HasField("default_queue_policy") == (name in PUBLIC_MODELS), name
     for public in ("text_embedding", "sentence_similarity"):
         params = configs[public].parameters
         assert set(json.loads(params["encoder_tensor_names"].string_value).values()) == names
