@@ -26,6 +26,24 @@ from .texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
 from .tokenization import Batch, TextTokenizer, bucket_length
 
 
+def cpu_memory():
+    """Ask the callee for outputs in CPU memory: a KIND_GPU encoder (native onnxruntime on a GPU)
+    answers in GPU memory otherwise, and ``as_numpy()`` raises on a GPU tensor."""
+    return pb_utils.PreferredMemory(pb_utils.TRITONSERVER_MEMORY_CPU, 0)
+
+
+def output_array(tensor) -> np.ndarray:
+    """A BLS output as numpy; should a backend answer in GPU memory anyway, copy it through DLPack."""
+    if tensor.is_cpu():
+        return tensor.as_numpy()
+    try:
+        from torch.utils import dlpack
+    except ImportError as exc:
+        raise RuntimeError(f"output {tensor.name()} came back in GPU memory although CPU memory was requested, "
+                           "and torch is not installed to copy it") from exc
+    return dlpack.from_dlpack(tensor.to_dlpack()).cpu().numpy()
+
+
 async def infer_rows(model: str, feeds: dict[str, np.ndarray], outputs: Sequence[str], *, names: dict[str, str],
                      max_rows: int, widths: Sequence[int] | None = None) -> dict[str, np.ndarray]:
     """One logical call of ``model`` over all rows of ``feeds``, sent as concurrent ``async_exec``
@@ -45,7 +63,8 @@ async def infer_rows(model: str, feeds: dict[str, np.ndarray], outputs: Sequence
                                                                              else v[chunk, :width]))
                       for k, v in feeds.items()]
             request = pb_utils.InferenceRequest(model_name=model, inputs=inputs,
-                                                requested_output_names=[names.get(o, o) for o in outputs])
+                                                requested_output_names=[names.get(o, o) for o in outputs],
+                                                preferred_memory=cpu_memory())
             jobs.append(request.async_exec())
             parts.append(chunk)
     responses = await asyncio.gather(*jobs)
@@ -54,7 +73,7 @@ async def infer_rows(model: str, feeds: dict[str, np.ndarray], outputs: Sequence
         arrays = []
         for response in responses:
             triton_io.check_response(model, response)
-            arrays.append(pb_utils.get_output_tensor_by_name(response, names.get(name, name)).as_numpy())
+            arrays.append(output_array(pb_utils.get_output_tensor_by_name(response, names.get(name, name))))
         shape = [rows, *np.max([a.shape[1:] for a in arrays], axis=0).astype(int)]
         out = np.zeros(shape, dtype=arrays[0].dtype)
         for chunk, array in zip(parts, arrays):

@@ -4,6 +4,10 @@ adapters in ``structbert_serving.triton_models`` to run in a unit test, without 
 BLS calls (``InferenceRequest(...).async_exec()``) go to Python callables registered in
 ``MODELS``: ``{name: fn(inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]}``; a callable
 may raise :class:`TritonError` to answer with an error (e.g. UNAVAILABLE for overload).
+
+Memory: a model named in ``GPU_MODELS`` answers in GPU memory (as a ``KIND_GPU`` onnxruntime or
+libtorch model does) unless the request asks for CPU outputs through ``preferred_memory``; like the
+real stub, ``as_numpy()`` on a GPU tensor raises.
 """
 
 from __future__ import annotations
@@ -17,6 +21,13 @@ import numpy as np
 
 MODELS: dict = {}
 CALLS: list[tuple[str, dict[str, tuple]]] = []  # (model, {input: shape}) of every BLS request
+GPU_MODELS: set[str] = set()
+TRITONSERVER_MEMORY_CPU, TRITONSERVER_MEMORY_CPU_PINNED, TRITONSERVER_MEMORY_GPU = 0, 1, 2
+
+
+class PreferredMemory:
+    def __init__(self, preferred_memory_type: int, preferred_device_id: int = 0):
+        self.preferred_memory_type, self.preferred_device_id = preferred_memory_type, preferred_device_id
 
 
 class TritonError(Exception):
@@ -34,14 +45,22 @@ class TritonError(Exception):
 
 
 class Tensor:
-    def __init__(self, name: str, array: np.ndarray):
-        self._name, self._array = name, np.asarray(array)
+    def __init__(self, name: str, array: np.ndarray, *, on_gpu: bool = False):
+        self._name, self._array, self._on_gpu = name, np.asarray(array), on_gpu
 
     def name(self) -> str:
         return self._name
 
+    def is_cpu(self) -> bool:
+        return not self._on_gpu
+
     def as_numpy(self) -> np.ndarray:
+        if self._on_gpu:
+            raise TritonError("Tensor is stored in GPU and cannot be converted to NumPy.")
         return self._array
+
+    def to_dlpack(self):
+        return self._array  # numpy's from_dlpack takes it (the real one is a GPU capsule)
 
 
 class InferenceResponse:
@@ -56,8 +75,9 @@ class InferenceResponse:
 
 
 class InferenceRequest:
-    def __init__(self, model_name: str, inputs, requested_output_names, **_):
+    def __init__(self, model_name: str, inputs, requested_output_names, *, preferred_memory=None, **_):
         self.model_name, self.inputs, self.requested = model_name, list(inputs), list(requested_output_names)
+        self.preferred_memory = preferred_memory
 
     def exec(self) -> InferenceResponse:
         feeds = {t.name(): t.as_numpy() for t in self.inputs}
@@ -66,7 +86,9 @@ class InferenceRequest:
             out = MODELS[self.model_name](feeds)
         except TritonError as exc:
             return InferenceResponse(error=exc)
-        return InferenceResponse([Tensor(n, out[n]) for n in self.requested])
+        on_gpu = self.model_name in GPU_MODELS and (
+            self.preferred_memory is None or self.preferred_memory.preferred_memory_type == TRITONSERVER_MEMORY_GPU)
+        return InferenceResponse([Tensor(n, out[n], on_gpu=on_gpu) for n in self.requested])
 
     async def async_exec(self) -> InferenceResponse:
         await asyncio.sleep(0)
@@ -100,6 +122,7 @@ def install() -> ModuleType:
     sys.modules["triton_python_backend_utils"] = module
     MODELS.clear()
     CALLS.clear()
+    GPU_MODELS.clear()
     return module
 
 

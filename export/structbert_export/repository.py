@@ -5,13 +5,13 @@ the artifact."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from . import pbtxt
+from .native import native_encoder_config
 from .specs import EncoderSpec, TensorSpec
 
 DEFAULT_LENGTH_BUCKETS = (16, 32, 64, 128, 256, 384, 512)
@@ -70,24 +70,6 @@ def copy_python_model(model_dir: Path, adapter: str) -> Path:
     return version
 
 
-def reset_model_dir(model_dir: Path) -> None:
-    if model_dir.exists():
-        shutil.rmtree(model_dir)
-
-
-def native_platform(artifact: Path) -> str:
-    return "pytorch_libtorch" if artifact.suffix == ".pt" else "onnxruntime_onnx"
-
-
-def native_tensor_names(spec: EncoderSpec, platform: str) -> dict[str, str]:
-    """Public tensor name -> the native model's name (libtorch wants ``NAME__index``)."""
-    if platform != "pytorch_libtorch":
-        return {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
-    names = {t.name: f"{t.name}__{i}" for i, t in enumerate(spec.inputs)}
-    names.update({t.name: f"{t.name}__{i}" for i, t in enumerate(spec.outputs)})
-    return names
-
-
 def _tensors(specs: tuple[TensorSpec, ...], sizes: dict[str, int], names: dict[str, str], **extra) -> list[dict]:
     return [pbtxt.tensor(names.get(t.name, t.name), t.dtype, t.resolve(sizes), **extra) for t in specs]
 
@@ -110,14 +92,15 @@ def encoder_max_batch_size(spec: EncoderSpec, opts: ServingOptions) -> int:
 
 def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, precision: str,
                    opts: ServingOptions, device: str | None = None) -> tuple[dict, dict[str, str]]:
-    """The encoder's config and the tensor-name map its BLS callers must use. ``device``: where the
-    artifact must run (a TorchScript trace's device), default ``opts.device``."""
+    """The encoder's config and the tensor-name map its BLS callers must use (public names in both
+    flavours). ``device``: where the artifact must run (a TorchScript trace's device), default
+    ``opts.device``; the native flavour's encoders are ``native.native_encoder_config``."""
     device = device or opts.device
     max_batch = encoder_max_batch_size(spec, opts)
     base = {"name": spec.triton_name, "max_batch_size": max_batch,
             "dynamic_batching": encoder_batching(opts)}
+    names = {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
     if opts.flavour == "embedded":
-        names = {t.name: t.name for t in (*spec.inputs, *spec.outputs)}
         config = {
             **base, "backend": "python",
             # ragged: requests of different sequence lengths batch together; the model pads per chunk
@@ -132,28 +115,10 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
             }),
         }
         return config, names
-    platform = native_platform(artifact)
-    names = native_tensor_names(spec, platform)
-    config = {
-        **base, "platform": platform, "default_model_filename": artifact.name,
-        "input": _tensors(spec.inputs, sizes, names),
-        "output": _tensors(spec.outputs, sizes, names),
-    }
-    # INT8 is an ORT CPU artifact; a TorchScript trace runs only where it was traced
-    on_cpu = precision == "int8" or (platform == "pytorch_libtorch" and device != "cuda")
-    config["instance_group"] = [{"kind": "KIND_CPU" if on_cpu else "KIND_GPU", "count": opts.encoder_instances}]
-    if platform == "onnxruntime_onnx" and precision == "fp32":
-        # TensorRT builds FP16 engines from the portable FP32 graph (it cannot parse ORT's fused
-        # contrib ops, which the fp16 artifact contains; that one runs on the CUDA provider).
-        shapes = {k: ",".join(f"{n}:{b}x{s}" for n in spec.input_names)
-                  for k, (b, s) in {"min": (1, 1), "opt": (16, 128), "max": (max_batch, sizes["max_length"])}.items()}
-        trt = {"precision_mode": "FP16", "max_workspace_size_bytes": 1 << 31, "trt_engine_cache_enable": 1,
-               "trt_engine_cache_path": opts.trt_cache_dir, "trt_profile_min_shapes": shapes["min"],
-               "trt_profile_opt_shapes": shapes["opt"], "trt_profile_max_shapes": shapes["max"]}
-        config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [
-            {"name": "tensorrt", "parameters": {k: str(v) for k, v in trt.items()}}]}}
-    if platform == "pytorch_libtorch":
-        config["parameters"] = pbtxt.parameters({"INFERENCE_MODE": "true", "DISABLE_OPTIMIZED_EXECUTION": "false"})
+    config = {**base, "input": _tensors(spec.inputs, sizes, names), "output": _tensors(spec.outputs, sizes, names),
+              **native_encoder_config(spec, sizes, artifact, precision, device=device,
+                                      instances=opts.encoder_instances, intra_op_threads=opts.intra_op_threads,
+                                      max_batch=max_batch, trt_cache_dir=opts.trt_cache_dir)}
     return config, names
 
 
@@ -181,7 +146,6 @@ def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict
     where overload is refused. Several instances: one waiting on its encoder must not serialise the
     others (BLS calls block an instance in the non-decoupled Python backend)."""
     model_dir = out / name
-    reset_model_dir(model_dir)
     version = copy_python_model(model_dir, name)
     if tokenizer is not None:
         tokenizer(version / "tokenizer.json")

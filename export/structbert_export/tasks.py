@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -17,7 +19,9 @@ from . import pbtxt
 from .artifacts import export_artifact
 from .checkpoint import Checkpoint, load_checkpoint, resolve_model_id
 from .choices import TASKS
+from .container import ensure_onnx_loadable, release
 from .modules import build_module
+from .native import OptionError, native_device
 from .repository import (
     ServingOptions,
     copy_python_model,
@@ -25,7 +29,6 @@ from .repository import (
     encoder_max_batch_size,
     encoder_params,
     python_model,
-    reset_model_dir,
     tokenizer_params,
     write_json,
 )
@@ -89,19 +92,30 @@ def export_device(fmt: str, requested: str) -> str:
     return requested
 
 
+def validation_device(fmt: str, opts: ServingOptions) -> str:
+    """Where the artifact is validated. A native encoder is an ONNX graph (portable): validated on
+    the GPU when it will serve there and this host has one, otherwise on the CPU."""
+    if opts.flavour == "native":
+        import torch
+
+        return "cuda" if opts.device == "cuda" and torch.cuda.is_available() else "cpu"
+    return export_device(fmt, opts.device)
+
+
 def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOptions,
                    family: str | None = None) -> tuple[dict, dict[str, str]]:
     """Export + validate the family's encoder into ``<repo>/<encoder>/1``; write its config."""
     family = family or req.task
     spec = spec_for(family)
     model_dir = req.out / spec.triton_name
-    reset_model_dir(model_dir)
     version = model_dir / "1"
     if req.attention != "eager" and req.format == "onnx":
         log.warning("--attention %s with ONNX: ONNX Runtime's BERT fusions only recognise eager attention", req.attention)
-    device = export_device(req.format, opts.device)
+    device = validation_device(req.format, opts)
     module = build_module(family, checkpoint, req.attention).to(device)  # a trace bakes in its device
     artifact = export_artifact(module, spec, checkpoint, version, req.precision, req.format)
+    # every ONNX artifact loads in the container's ONNX Runtime (opset and IR version), or is refused
+    onnx_versions = ensure_onnx_loadable(artifact) if req.format == "onnx" else None
     report = validate_artifact(build_module(family, checkpoint), spec, checkpoint, artifact,
                                precision=req.precision, fmt=req.format, classify_outputs=CLASSIFY_OUTPUTS,
                                report_path=version / "validation.json", device=device)
@@ -115,7 +129,7 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
     write_json(version / "export.json", {
         "task": req.task, "family": family, "source": str(checkpoint.path), "synthetic": bool(req.synthetic),
         "precision": req.precision, "format": req.format, "flavour": opts.flavour, "attention": req.attention,
-        "device": device,
+        "device": device, "onnx": onnx_versions, "container": release().image if opts.flavour == "native" else None,
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
                        "min_cosine": report.min_cosine, "min_argmax_agreement": report.min_argmax_agreement},
@@ -142,7 +156,6 @@ def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
     models += python_model(req.out, api.SENTENCE_SIMILARITY.name, inputs=public_inputs(api.SENTENCE_SIMILARITY),
                            outputs=[pbtxt.tensor("SCORE", "float32", [1])], opts=opts, params=params,
                            tokenizer=tokenizer_writer(checkpoint))
-    log.info("wrote %s to %s", ", ".join(models), req.out)
     return models
 
 
@@ -213,18 +226,82 @@ def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
 EXPORTERS = dict(zip(TASKS, (export_embedding, export_pair_classification, export_zero_shot, export_uie), strict=True))
 
 
-def run_export(req: ExportRequest, opts: ServingOptions | None = None) -> list[str]:
+TORCHSCRIPT_NATIVE = (
+    "--flavour native --format torchscript is refused: TorchScript is not forward-compatible, and this export's "
+    "torch {torch} would write a file that the {release} container's libtorch {libtorch} must load. Use "
+    "--format onnx (native encoders run in Triton's onnxruntime backend), or --flavour embedded for TorchScript")
+
+
+def check_options(req: ExportRequest, opts: ServingOptions) -> ServingOptions:
+    """Refuse option combinations that cannot give a working repository, before anything is written;
+    return the options with the serving device resolved."""
     if req.task not in EXPORTERS:
-        raise ValueError(f"unknown task {req.task!r}; choose one of {', '.join(EXPORTERS)}")
-    req.out = Path(req.out).resolve()
-    opts = opts or ServingOptions()
+        raise OptionError(f"unknown task {req.task!r}; choose one of {', '.join(EXPORTERS)}")
+    if req.precision == "int8" and req.format == "torchscript":
+        raise OptionError("INT8 is an ONNX Runtime CPU artifact; use --format onnx for --precision int8")
+    if opts.flavour == "native":
+        if req.format == "torchscript":
+            import torch
+
+            rel = release()
+            raise OptionError(TORCHSCRIPT_NATIVE.format(torch=torch.__version__.split("+")[0], release=rel.release,
+                                                        libtorch=rel.libtorch))
+        return replace(opts, device=native_device(req.precision, opts.device))
     if req.format == "torchscript":  # the trace's device is the serving device: size batches for it
-        opts = replace(opts, device=export_device(req.format, opts.device))
-    req.out.mkdir(parents=True, exist_ok=True)
-    models = EXPORTERS[req.task](req, opts)
-    manifest = req.out / "structbert_manifest.json"
+        return replace(opts, device=export_device(req.format, opts.device))
+    return opts
+
+
+def swap_in(staging: Path, out: Path, models: list[str]) -> None:
+    """Move each validated model from ``staging`` into ``out`` with one rename (same filesystem);
+    the models they replace go to the staging folder, which the caller deletes. Should a rename
+    fail, what was moved is put back."""
+    out.mkdir(parents=True, exist_ok=True)
+    retired = staging / ".retired"
+    retired.mkdir()
+    moved: list[str] = []
+    try:
+        for name in models:
+            live = out / name
+            if live.exists():
+                live.rename(retired / name)
+            moved.append(name)
+            (staging / name).rename(live)
+    except OSError:
+        for name in reversed(moved):
+            live = out / name
+            if (retired / name).exists():
+                if live.exists():
+                    live.rename(staging / f".failed-{name}")
+                (retired / name).rename(live)
+            elif live.exists() and not (staging / name).exists():
+                live.rename(staging / name)
+        raise
+
+
+def update_manifest(out: Path, req: ExportRequest, opts: ServingOptions, models: list[str]) -> None:
+    manifest = out / "structbert_manifest.json"
     data = json.loads(manifest.read_text()) if manifest.is_file() else {}
     data[req.task] = {"models": models, "precision": req.precision, "format": req.format,
-                      "flavour": opts.flavour}
-    manifest.write_text(json.dumps(data, indent=2))
+                      "flavour": opts.flavour, "device": opts.device}
+    tmp = manifest.with_name(manifest.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, manifest)
+
+
+def run_export(req: ExportRequest, opts: ServingOptions | None = None) -> list[str]:
+    """Export a task into ``req.out``. Everything is written and validated in a staging folder beside
+    the repository first; only then does each model replace its predecessor (one rename each). A
+    refused or failed export leaves the repository as it was: a serving repository stays loadable."""
+    opts = check_options(req, opts or ServingOptions())
+    req.out = Path(req.out).resolve()
+    req.out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{req.out.name}.staging-", dir=req.out.parent))
+    try:
+        models = EXPORTERS[req.task](replace(req, out=staging), opts)
+        swap_in(staging, req.out, models)
+        update_manifest(req.out, req, opts, models)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    log.info("wrote %s to %s", ", ".join(models), req.out)
     return models

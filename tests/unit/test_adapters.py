@@ -131,6 +131,38 @@ def test_an_overloaded_encoder_is_passed_on_as_unavailable(pb, tmp_path, tiny_ch
     assert "maximum queue size" in responses[0].error().message()
 
 
+def test_bls_takes_its_encoder_outputs_in_cpu_memory(pb, tmp_path, tiny_checkpoint):
+    """A KIND_GPU encoder (native onnxruntime on a GPU) answers in GPU memory unless the BLS request
+    asks for CPU outputs; as_numpy() on a GPU tensor raises, which failed every request on a GPU."""
+    args = write_model(tmp_path, tiny_checkpoint, "text_embedding", "embedding",
+                       opts=ServingOptions(flavour="native"))
+    fake.MODELS["embedding_encoder"] = length_embedding
+    fake.GPU_MODELS.add("embedding_encoder")
+    model = adapter("text_embedding")
+    model.initialize(args)
+    [response] = run(model, [request(TEXT=texts("今天天气很好"))])
+    assert output(response, "EMBEDDING")[:, 0].tolist() == [8]
+
+
+def test_bls_copes_with_a_gpu_tensor_it_did_not_ask_for(pb, monkeypatch):
+    """Should a backend answer in GPU memory anyway, the BLS helper takes the tensor through DLPack."""
+    from structbert_serving import bls
+
+    monkeypatch.setattr(fake.InferenceRequest, "__init__", _ignore_preferred_memory)
+    fake.MODELS["enc"] = lambda feeds: {"OUT": feeds["X"] * 2}
+    fake.GPU_MODELS.add("enc")
+    out = asyncio.run(bls.infer_rows("enc", {"X": np.arange(6, dtype=np.float32).reshape(3, 2)}, ["OUT"],
+                                     names={}, max_rows=2))
+    assert out["OUT"].tolist() == [[0, 2], [4, 6], [8, 10]]
+
+
+_original_init = fake.InferenceRequest.__init__
+
+
+def _ignore_preferred_memory(self, model_name, inputs, requested_output_names, **kwargs):
+    _original_init(self, model_name, inputs, requested_output_names)
+
+
 def test_native_length_buckets_send_one_request_per_bucket(pb, tmp_path, tiny_checkpoint):
     args = write_model(tmp_path, tiny_checkpoint, "text_embedding", "embedding",
                        opts=ServingOptions(flavour="native"))
