@@ -40,14 +40,17 @@ def _export_parser(sub) -> None:
     p.add_argument("--format", choices=FORMATS, default="onnx")
     p.add_argument("--flavour", choices=FLAVOURS, default="embedded",
                    help="embedded: Python-backend encoder (the pip-installed server); "
-                        "native: onnxruntime/libtorch backends for the nvcr.io container")
+                        "native: Triton's onnxruntime backend in the nvcr.io container (ONNX only)")
     p.add_argument("--overlength", choices=OVERLENGTH, default="truncate",
                    help="texts longer than the model's maximum length: truncate (default) or reject")
     p.add_argument("--max-batch-size", type=int, default=64)
     p.add_argument("--encoder-instances", type=int, default=1)
-    p.add_argument("--intra-op-threads", type=int, default=0, help="0 = ONNX Runtime's default (all cores)")
+    p.add_argument("--intra-op-threads", type=int, default=0,
+                   help="ONNX Runtime threads per encoder instance, both flavours (0 = ORT's default: all cores)")
     p.add_argument("--device", choices=DEVICES, default="auto",
-                   help="embedded flavour: where the encoder runs")
+                   help="where the encoders run. embedded: the Python-backend encoder's device (auto: the GPU "
+                        "for a TorchScript trace when there is one, else cpu). native: cpu = KIND_CPU instances; "
+                        "cuda = KIND_GPU, FP32 graphs through TensorRT FP16; auto = cuda (int8: cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
     p.add_argument("--attention", choices=ATTENTIONS, default="eager",
                    help="eager (default; what ONNX Runtime's fusions need) or sdpa (PyTorch's fused attention, "

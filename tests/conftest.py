@@ -76,6 +76,27 @@ def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint
     return out
 
 
+# (serving device, precision) of every native repository a user can export for the container
+NATIVE_VARIANTS = (("cpu", "fp32"), ("cpu", "int8"), ("cuda", "fp32"), ("cuda", "fp16"))
+
+
+@pytest.fixture(scope="session")
+def native_repos(tmp_path_factory, cache_root, tiny_checkpoint, nli_checkpoint, pair_checkpoint,
+                 uie_checkpoint) -> dict[tuple[str, str], Path]:
+    """Every task exported natively for each (device, precision), from the tiny checkpoints, with
+    ``--intra-op-threads 1`` (tests/export, tests/contract)."""
+    sources = {"embedding": tiny_checkpoint, "zero-shot": nli_checkpoint,
+               "pair-classification": pair_checkpoint, "uie": uie_checkpoint}
+    repos = {}
+    for device, precision in NATIVE_VARIANTS:
+        out = tmp_path_factory.mktemp("native") / f"{device}-{precision}"
+        for task, checkpoint in sources.items():
+            export_repo(out, task=task, model_dir=checkpoint, precision=precision,
+                        opts={"flavour": "native", "device": device, "intra_op_threads": 1})
+        repos[(device, precision)] = out
+    return repos
+
+
 @pytest.fixture(scope="session")
 def tiny_server(tiny_repo):
     from structbert_serving.embedded_server import EmbeddedServer

@@ -18,7 +18,8 @@ from structbert_serving.embedded_server import PRODUCTION_FLAGS, RESTRICTED_APIS
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 K8S_VERSION = "1.30.0"
-CRDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "InferenceService": "serving.kserve.io/v1beta1"}
+CRDS = {"ServiceMonitor": "monitoring.coreos.com/v1", "InferenceService": "serving.kserve.io/v1beta1",
+        "ServingRuntime": "serving.kserve.io/v1alpha1"}
 # Exported by Triton only on GPU hosts (Triton's metrics docs); the CPU test server cannot show them.
 GPU_METRICS = {"nv_gpu_utilization", "nv_gpu_memory_used_bytes", "nv_gpu_memory_total_bytes", "nv_gpu_power_usage"}
 
@@ -67,9 +68,21 @@ def test_kustomize_renders_valid_manifests(overlay):
 
 
 def test_kserve_example_is_well_formed():
+    """The InferenceService runs the project's own ServingRuntime (the stock Triton runtime's image has
+    neither structbert_serving nor tokenizers); the flags come from the image's entrypoint."""
     (isvc,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s/kserve/inferenceservice.yaml").read_text()) if d]
+    (runtime,) = [d for d in yaml.safe_load_all((DEPLOY / "k8s/kserve/servingruntime.yaml").read_text()) if d]
     validate_k8s(isvc)
-    assert set(PRODUCTION_FLAGS) <= set(isvc["spec"]["predictor"]["triton"]["args"])
+    validate_k8s(runtime)
+    model = isvc["spec"]["predictor"]["model"]
+    assert "triton" not in isvc["spec"]["predictor"]
+    assert model["runtime"] == runtime["metadata"]["name"]
+    assert model["modelFormat"]["name"] in {f["name"] for f in runtime["spec"]["supportedModelFormats"]}
+    (container,) = runtime["spec"]["containers"]
+    assert "command" not in container and "args" not in container
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MODEL_REPOSITORY"] == "/mnt/models" and "TRITON_ADMIN_KEY" in env
+    assert container["ports"][0]["containerPort"] == int(env["HTTP_PORT"])
 
 
 def test_adapter_rule_exposes_the_hpa_metric():
@@ -120,12 +133,14 @@ def normalise(flag: str) -> str:
 
 
 def test_one_flag_set_everywhere():
+    """The flags live in the image's entrypoint; compose, Kubernetes and KServe all run it (none sets
+    a command or replaces the entrypoint: tests/contract checks the NGC entrypoint chain)."""
     expected = {normalise(f) for f in (*PRODUCTION_FLAGS, *restricted_api_flags("KEY"))}
     entrypoint = {normalise(f) for f in flags_in((DEPLOY / "docker/entrypoint.sh").read_text())}
-    deployment = next(r for r in render(DEPLOY / "k8s/base") if r["kind"] == "Deployment")
-    k8s = {normalise(a) for a in deployment["spec"]["template"]["spec"]["containers"][0]["args"]}
     assert expected <= entrypoint, expected - entrypoint
-    assert expected <= k8s, expected - k8s
+    deployment = next(r for r in render(DEPLOY / "k8s/base") if r["kind"] == "Deployment")
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert "command" not in container and not container.get("args")
     compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
     assert compose["services"]["triton"]["command"] == []  # compose runs the image's entrypoint
 
@@ -151,5 +166,6 @@ def test_image_tags_follow_the_package_version():
     from structbert_client import __version__
 
     tags = set(re.findall(r"structbert-triton:([\w.\-]+)", "\n".join(
-        (DEPLOY / f).read_text() for f in ("docker-compose.yml", "Dockerfile", "k8s/base/deployment.yaml"))))
+        (DEPLOY / f).read_text() for f in ("docker-compose.yml", "Dockerfile", "k8s/base/deployment.yaml",
+                                           "k8s/kserve/servingruntime.yaml"))))
     assert tags == {__version__}, f"deploy/ pins image tags {tags}; the package is {__version__}"

@@ -125,18 +125,16 @@ def test_embedded_repository_configs_parse(tiny_repo):
             assert config.instance_group[0].count == 2  # one instance waiting on BLS never serialises
 
 
-@pytest.mark.parametrize("fmt,platform", [("onnx", "onnxruntime_onnx"), ("torchscript", "pytorch_libtorch")])
-def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path, fmt, platform):
-    repo = export_repo(tmp_path / "native", task="embedding", model_dir=tiny_checkpoint, format=fmt,
-                       opts={"flavour": "native"})
-    export_repo(repo, task="zero-shot", model_dir=nli_checkpoint, format=fmt, opts={"flavour": "native"})
+def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path):
+    repo = export_repo(tmp_path / "native", task="embedding", model_dir=tiny_checkpoint, opts={"flavour": "native"})
+    export_repo(repo, task="zero-shot", model_dir=nli_checkpoint, opts={"flavour": "native"})
     zs = all_configs(repo)["zero_shot_classification"]
     tensor_names = json.loads(zs.parameters["encoder_tensor_names"].string_value)
-    assert tensor_names["LOGITS"] == ("LOGITS__0" if fmt == "torchscript" else "LOGITS")
+    assert tensor_names["LOGITS"] == "LOGITS"
     assert zs.parameters["length_buckets"].string_value.endswith("512")
     configs = all_configs(repo)
     encoder = configs["embedding_encoder"]
-    assert encoder.platform == platform
+    assert encoder.platform == "onnxruntime_onnx"
     names = {t.name for t in (*encoder.input, *encoder.output)}
     for name, config in configs.items():  # both flavours: admission control on the entries only
         assert config.dynamic_batching.HasField("default_queue_policy") == (name in PUBLIC_MODELS), name
@@ -144,11 +142,9 @@ def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path,
         params = configs[public].parameters
         assert set(json.loads(params["encoder_tensor_names"].string_value).values()) == names
         assert params["length_buckets"].string_value.endswith("512")
-    if fmt == "onnx":
-        accel = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]
-        assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
-    else:
-        assert names == {"INPUT_IDS__0", "ATTENTION_MASK__1", "TOKEN_TYPE_IDS__2", "EMBEDDING__0"}
+    accel = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]
+    assert accel.name == "tensorrt" and accel.parameters["precision_mode"] == "FP16"
+    assert [w.name for w in encoder.model_warmup] == ["zeros"]
 
 
 def test_export_cli(tmp_path, cache_root):
@@ -234,13 +230,6 @@ def test_torchscript_configs_name_the_trace_device(tiny_checkpoint, tmp_path):
     assert encoder.parameters["device"].string_value == "cpu"
     meta = json.loads((embedded / "embedding_encoder" / "1" / "export.json").read_text())
     assert meta["device"] == "cpu"
-    native = export_repo(tmp_path / "native", task="embedding", model_dir=tiny_checkpoint, format="torchscript",
-                         opts={"flavour": "native"})
-    # a CPU trace is served by CPU instances: KIND_GPU would run it on cuda and fail every request
-    from tritonclient.grpc import model_config_pb2
-
-    kind = all_configs(native)["embedding_encoder"].instance_group[0].kind
-    assert kind == model_config_pb2.ModelInstanceGroup.Kind.Value("KIND_CPU")
 
 
 def test_gpu_encoders_are_sized_for_large_batches():

@@ -36,10 +36,10 @@ def tree_digest(root: Path) -> dict[str, str]:
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_native_cpu_export_runs_on_cpu_instances_with_its_thread_settings(tiny_checkpoint, tmp_path):
-    """--device cpu: KIND_CPU, no TensorRT block, ORT's session options as the backend reads them."""
-    repo = export_repo(tmp_path / "repo", task="embedding", model_dir=tiny_checkpoint,
-                       opts={"flavour": "native", "device": "cpu", "intra_op_threads": 1})
+def test_native_cpu_export_runs_on_cpu_instances_with_its_thread_settings(native_repos):
+    """--device cpu: KIND_CPU, no TensorRT block, ORT's session options as the backend reads them
+    (the repository is exported with --intra-op-threads 1)."""
+    repo = native_repos[("cpu", "fp32")]
     encoder = config(repo, "embedding_encoder")
     assert encoder.platform == "onnxruntime_onnx"
     assert [g.kind for g in encoder.instance_group] == [KIND_CPU]
@@ -60,31 +60,26 @@ def test_native_auto_device(tiny_checkpoint, tmp_path, precision, kind, tensorrt
     assert encoder.HasField("optimization") == tensorrt
 
 
-def test_tensorrt_engine_cache_is_per_model_and_artifact(tiny_checkpoint, pair_checkpoint, nli_checkpoint,
-                                                         tmp_path):
+def test_tensorrt_engine_cache_is_per_model_and_artifact(native_repos, tmp_path):
     """ORT names an engine after the graph, not the weights: each model and each artifact needs its
     own cache, or pair_classifier and zero_shot_classifier load each other's engine and new weights
     reuse a stale one."""
     from structbert_export.synthetic import make_bert_checkpoint
 
-    native = {"flavour": "native", "device": "cuda"}
-    repo = export_repo(tmp_path / "repo", task="pair-classification", model_dir=pair_checkpoint, opts=native)
-    export_repo(repo, task="zero-shot", model_dir=nli_checkpoint, opts=native)
-    export_repo(repo, task="embedding", model_dir=tiny_checkpoint, opts=native)
+    repo = native_repos[("cuda", "fp32")]
     caches = {m: trt(config(repo, m)) for m in ("pair_classifier", "zero_shot_classifier", "embedding_encoder")}
     paths = [c["trt_engine_cache_path"] for c in caches.values()]
     assert len(set(paths)) == 3 and all(p.startswith("/trt_cache/") for p in paths)
     assert all(c["trt_engine_cache_enable"] == "1" and c["precision_mode"] == "FP16" for c in caches.values())
     # new weights for the same model and graph: a new engine
     other = make_bert_checkpoint(tmp_path / "other", "tiny", seed=99)
-    export_repo(repo, task="embedding", model_dir=other, opts=native)
-    assert trt(config(repo, "embedding_encoder"))["trt_engine_cache_path"] != caches["embedding_encoder"][
+    again = export_repo(tmp_path / "repo", task="embedding", model_dir=other, opts={"flavour": "native", "device": "cuda"})
+    assert trt(config(again, "embedding_encoder"))["trt_engine_cache_path"] != caches["embedding_encoder"][
         "trt_engine_cache_path"]
 
 
-def test_tensorrt_profile_shapes_give_every_dimension_of_every_input(uie_checkpoint, tmp_path):
-    repo = export_repo(tmp_path / "repo", task="uie", model_dir=uie_checkpoint,
-                       opts={"flavour": "native", "device": "cuda"})
+def test_tensorrt_profile_shapes_give_every_dimension_of_every_input(native_repos):
+    repo = native_repos[("cuda", "fp32")]
     for model, family in (("uie_encoder", "uie-encoder"), ("uie_cross", "uie-cross")):
         spec = spec_for(family)
         params = trt(config(repo, model))
