@@ -163,3 +163,24 @@ def test_the_old_repository_still_serves_after_a_failed_export(tiny_checkpoint, 
         client = make_client(server, "grpc")
         assert client.embed("今天天气很好").shape == (64,)
         client.close()
+
+
+def test_a_swap_that_fails_halfway_puts_the_old_models_back(tmp_path, monkeypatch):
+    from structbert_export.tasks import swap_in
+
+    out, staging = tmp_path / "repo", tmp_path / "staging"
+    for root, text in ((out, "old"), (staging, "new")):
+        for model in ("a", "b"):
+            (root / model).mkdir(parents=True)
+            (root / model / "config.pbtxt").write_text(text)
+    rename = Path.rename
+
+    def flaky(self, target):
+        if self == staging / "b":
+            raise OSError("disk full")
+        return rename(self, target)
+
+    monkeypatch.setattr(Path, "rename", flaky)
+    with pytest.raises(OSError, match="disk full"):
+        swap_in(staging, out, ["a", "b"])
+    assert {m: (out / m / "config.pbtxt").read_text() for m in ("a", "b")} == {"a": "old", "b": "old"}
