@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from pathlib import Path
@@ -9,8 +10,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from . import int8
+from .calibration import real_rows
 from .checkpoint import Checkpoint
 from .choices import FORMATS, PRECISIONS
+from .int8 import DEFAULT_RECIPE, Int8Recipe
 from .modules import FP32_SCOPES
 from .progress import step
 from .specs import EncoderSpec
@@ -57,9 +61,11 @@ def _uie_cross_inputs(batch: int, seq: int, hidden: int, gen: torch.Generator):
             torch.randn(batch, hint, hidden, generator=gen), masked(hint))
 
 
-def export_onnx(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, out: Path, precision: str) -> Path:
+def export_onnx(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, out: Path, precision: str,
+                recipe: Int8Recipe | None = None) -> Path:
     """FP32 export (legacy exporter, eager attention); FP16 = ORT BERT fusions + float16 with FP32 IO;
-    INT8 = ORT BERT fusions + dynamic quantisation of the weights (for CPU serving)."""
+    INT8 = ORT BERT fusions + static QDQ quantisation calibrated on real text (for CPU serving; what
+    was quantised and on which rows lands in ``int8.json`` beside the artifact)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     example = example_inputs(spec, *spec.trace_shape, vocab_size=checkpoint.config.vocab_size,
                              hidden=checkpoint.config.hidden_size)
@@ -73,25 +79,31 @@ def export_onnx(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, ou
     if precision == "fp32":
         return out
     try:
-        fused = _optimize_bert(raw, checkpoint)
         if precision == "fp16":
-            _to_fp16(fused, out, FP32_SCOPES.get(spec.family, ()))
+            _to_fp16(_optimize_bert(raw, checkpoint), out, FP32_SCOPES.get(spec.family, ()))
         else:
-            _quantize_int8(fused, out)
+            recipe = recipe or DEFAULT_RECIPE
+            _quantize_int8(_optimize_bert(raw, checkpoint, fuse_attention=recipe.fuse_attention), out, spec,
+                           checkpoint, recipe)
     finally:
         raw.unlink(missing_ok=True)
     return out
 
 
-def _optimize_bert(raw: Path, checkpoint: Checkpoint):
-    """ORT's BERT fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu)."""
+def _optimize_bert(raw: Path, checkpoint: Checkpoint, *, fuse_attention: bool = True):
+    """ORT's BERT fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu).
+    ``fuse_attention=False`` keeps the Q/K/V projections plain MatMuls (static INT8 quantises them;
+    the fused Attention op has no static INT8 kernel)."""
+    from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = checkpoint.config
+    options = FusionOptions("bert")
+    options.enable_attention = fuse_attention
     with step("fusing BERT subgraphs (ONNX Runtime transformer optimizer)"):
         optimized = optimize_model(
             str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size,
-            opt_level=0,
+            opt_level=0, optimization_options=options,
         )
     fused = optimized.get_fused_operator_statistics()
     log.info("fused operators: %s", {k: v for k, v in fused.items() if v})
@@ -122,21 +134,29 @@ def _drop_duplicate_casts(graph) -> None:
         graph.node.remove(node)
 
 
-def _quantize_int8(optimized, out: Path) -> None:
-    from onnx import TensorProto  # ONNX only where it is used: a TorchScript export needs none
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+def _quantize_int8(optimized, out: Path, spec: EncoderSpec, checkpoint: Checkpoint, recipe: Int8Recipe) -> None:
     tmp = out.with_name(out.stem + ".fused.onnx")
     optimized.save_model_to_file(str(tmp))
     try:
-        with step("dynamic INT8 quantisation of MatMul/Attention weights"):
-            # MatMul/Attention carry the compute; the quantised EmbedLayerNormalization ignores
-            # explicit position ids (SiameseUIE hints need them), so embeddings stay float
-            quantize_dynamic(str(tmp), str(out), weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Attention"],
-                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
+        rows = None
+        info: dict = {}
+        if recipe.method == "static":
+            with step(f"reading real-text calibration rows for {spec.family}"):
+                calibration = real_rows(spec.family, checkpoint, "calibration", limit=recipe.calibration_rows)
+            rows = calibration.rows
+            info["calibration"] = calibration.describe()
+        info.update(int8.quantize(tmp, out, recipe, rows, spec.input_names))
+        write_int8_info(out, info)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def int8_info_path(artifact: Path) -> Path:
+    return artifact.with_name("int8.json")
+
+
+def write_int8_info(artifact: Path, info: dict) -> None:
+    int8_info_path(artifact).write_text(json.dumps(info, indent=2, ensure_ascii=False))
 
 
 class HalfIO(nn.Module):
@@ -173,11 +193,11 @@ def export_torchscript(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpo
 
 
 def export_artifact(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, out_dir: Path,
-                    precision: str, fmt: str) -> Path:
+                    precision: str, fmt: str, recipe: Int8Recipe | None = None) -> Path:
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, not {precision!r}")
     if fmt == "onnx":
-        return export_onnx(module, spec, checkpoint, out_dir / "model.onnx", precision)
+        return export_onnx(module, spec, checkpoint, out_dir / "model.onnx", precision, recipe)
     if fmt == "torchscript":
         return export_torchscript(module, spec, checkpoint, out_dir / "model.pt", precision)
     raise ValueError(f"format must be one of {FORMATS}, not {fmt!r}")

@@ -35,7 +35,7 @@ from .repository import (
 from .specs import CLASSIFY_OUTPUTS, spec_for
 from .synthetic import BANNER, make_task_checkpoint
 from .tokenizer_files import write_tokenizer_json
-from .validation import validate_artifact
+from .validation import int8_summary, validate_artifact
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +133,8 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
                        "min_cosine": report.min_cosine, "min_argmax_agreement": report.min_argmax_agreement},
+        # issue 17: INT8 recipe, calibration set and rows, float32 layers; real-text validation set
+        **int8_summary(report),
         "serving": asdict(opts),
     })
     return sizes, names

@@ -18,9 +18,10 @@ from torch import nn
 
 from structbert_serving.runtime import load_runner
 
-from .artifacts import example_inputs
+from .artifacts import example_inputs, int8_info_path
+from .calibration import pad_rows, real_rows
 from .checkpoint import Checkpoint
-from .specs import EncoderSpec, Tolerance
+from .specs import EncoderSpec, RealTextTolerance, Tolerance
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,10 @@ class Report:
     max_abs_diff: float = 0.0
     min_cosine: float = 1.0
     min_argmax_agreement: float | None = None
+    # INT8: what was quantised and on which calibration rows, which layers stayed float32
+    quantization: dict | None = None
+    # held-out real text, alone and batched (see validate_real_text)
+    real_text: dict | None = None
     passed: bool = False
     failures: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -91,6 +96,117 @@ def check(report: Report, tol: Tolerance) -> None:
     report.passed = not report.failures
 
 
+# real-text validation: rows run alone, then in padded batches of this many rows, padded to a
+# multiple of the bucket (the native flavour pads to length buckets and batches rows)
+REAL_BATCH = 16
+REAL_BUCKET = 32
+REAL_ROWS = 96
+THRESHOLD = 0.5  # UIE pointer threshold (structbert_serving.uie)
+
+
+def _run_rows(runner, spec: EncoderSpec, rows: list[dict], batch: int, bucket: int = 1) -> list[dict]:
+    groups = spec.mask_groups()
+    out: list[dict] = []
+    for start in range(0, len(rows), batch):
+        chunk = rows[start:start + batch]
+        got = runner.run(pad_rows(chunk, groups, bucket))
+        for k, row in enumerate(chunk):
+            out.append({n: got[n][k][: row[groups[n]].shape[1]] if n in groups else got[n][k]
+                        for n in spec.output_names})
+    return out
+
+
+def _torch_rows(module: nn.Module, spec: EncoderSpec, rows: list[dict], device: str) -> list[dict]:
+    out = []
+    for row in rows:
+        with torch.inference_mode():
+            ref = module(*[torch.from_numpy(row[n]).to(device) for n in spec.input_names])
+        ref = ref if isinstance(ref, (tuple, list)) else (ref,)
+        out.append({n: t[0].float().cpu().numpy() for n, t in zip(spec.output_names, ref)})
+    return out
+
+
+def _cosines(a: list[dict], b: list[dict], name: str) -> np.ndarray:
+    return np.array([_row_cosines(x[name][None], y[name][None])[0] for x, y in zip(a, b)])
+
+
+def _agreement(ref: list[dict], got: list[dict], name: str, margin: float, pointers: bool) -> dict:
+    """Decisions that agree with FP32 where FP32 is not a near tie: argmax of a row's logits, or
+    (pointers) each position's logit against the threshold."""
+    agree = total = ties = 0
+    smallest = float("inf")
+    for r, g in zip(ref, got):
+        want, have = r[name].astype(np.float64), g[name].astype(np.float64)
+        if pointers:
+            gap = np.abs(want - THRESHOLD)
+            clear = gap >= margin
+            agree += int(((want > THRESHOLD) == (have > THRESHOLD))[clear].sum())
+            total += int(clear.sum())
+            ties += int((~clear).sum())
+            smallest = min(smallest, float(gap[clear].min()) if clear.any() else smallest)
+        else:
+            top = np.sort(want)[::-1]
+            gap = float(top[0] - top[1])
+            if gap < margin:
+                ties += 1
+                continue
+            smallest = min(smallest, gap)
+            total += 1
+            agree += int(want.argmax() == have.argmax())
+    return {"agreement": agree / total if total else 1.0, "decisions": total, "near_ties_left_out": ties,
+            "decision_margin": margin, "smallest_margin_checked": None if smallest == float("inf") else smallest}
+
+
+def validate_real_text(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, runner, tol: RealTextTolerance,
+                       report: Report, device: str = "cpu") -> None:
+    """The artifact on held-out real text (never calibration text): each row alone vs PyTorch FP32
+    (fidelity), and each row inside padded batches of mixed lengths vs alone (independence of the
+    batch). Misses become report failures."""
+    real = real_rows(spec.family, checkpoint, "validation", limit=REAL_ROWS, seed=1)
+    ref = _torch_rows(module, spec, real.rows, device)
+    alone = _run_rows(runner, spec, real.rows, 1)
+    batched = _run_rows(runner, spec, real.rows, REAL_BATCH, REAL_BUCKET)
+    outputs = {}
+    pointers = spec.example_kind == "uie-cross"
+    for name in spec.output_names:
+        fidelity, in_batch, invariance = (_cosines(alone, ref, name), _cosines(batched, ref, name),
+                                          _cosines(alone, batched, name))
+        result = {"mean_cosine": float(fidelity.mean()), "min_cosine": float(fidelity.min()),
+                  "batched_min_cosine": float(in_batch.min()), "alone_vs_batched_min_cosine": float(invariance.min())}
+        if tol.min_agreement is not None and (name in ("LOGITS",) or pointers):
+            result["alone"] = _agreement(ref, alone, name, tol.decision_margin, pointers)
+            result["batched"] = _agreement(ref, batched, name, tol.decision_margin, pointers)
+        outputs[name] = result
+        where = f"real text {name}"
+        if result["mean_cosine"] < tol.mean_cosine:
+            report.failures.append(f"{where}: mean cosine {result['mean_cosine']:.5f} < {tol.mean_cosine:g}")
+        if min(result["min_cosine"], result["batched_min_cosine"]) < tol.min_cosine:
+            report.failures.append(f"{where}: min cosine {min(result['min_cosine'], result['batched_min_cosine']):.5f}"
+                                   f" < {tol.min_cosine:g}")
+        if result["alone_vs_batched_min_cosine"] < tol.batch_invariance:
+            report.failures.append(f"{where}: the same row alone and in a padded batch differ (min cosine "
+                                   f"{result['alone_vs_batched_min_cosine']:.7f} < {tol.batch_invariance:g}): "
+                                   "the answer depends on what shares the batch")
+        for mode in ("alone", "batched"):
+            if mode in result and result[mode]["agreement"] < tol.min_agreement:
+                report.failures.append(f"{where}: {mode} agreement with FP32 {result[mode]['agreement']:.3f} < "
+                                       f"{tol.min_agreement:g} (decisions with FP32 margin >= {tol.decision_margin:g})")
+    report.real_text = {**real.describe(), "batch": REAL_BATCH, "bucket": REAL_BUCKET, "tolerance": asdict(tol),
+                        "outputs": outputs}
+    report.passed = not report.failures
+
+
+def int8_summary(report: Report) -> dict:
+    """What export.json records of an INT8 artifact: how it was quantised (recipe, calibration set
+    and rows, float32 layers) and on which held-out real text it was validated."""
+    out = {}
+    if report.quantization is not None:
+        out["int8"] = report.quantization
+    if report.real_text is not None:
+        out["real_text_validation"] = {k: report.real_text[k] for k in ("set", "split", "rows", "batch", "bucket")}
+    return out
+
+
 def validate_artifact(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, artifact: Path, *,
                       precision: str, fmt: str, classify_outputs: tuple[str, ...] = (),
                       report_path: Path | None = None, device: str = "cpu") -> Report:
@@ -122,11 +238,20 @@ def validate_artifact(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoi
     agreements = [c.argmax_agreement for c in report.cases if c.argmax_agreement is not None]
     report.min_argmax_agreement = min(agreements) if agreements else None
     check(report, tol)
+    info = int8_info_path(artifact)
+    if precision == "int8" and info.is_file():
+        report.quantization = json.loads(info.read_text())
+    if tol.real is not None:
+        validate_real_text(module, spec, checkpoint, runner, tol.real, report, device)
     report.seconds = round(time.perf_counter() - start, 2)
     if report_path is not None:
         report_path.write_text(report.to_json())
     summary = (f"{spec.family} {fmt}/{precision}: max abs diff {report.max_abs_diff:.3g}, "
                f"min cosine {report.min_cosine:.6f} over {len(spec.validation_shapes)} shapes")
+    if report.real_text is not None:
+        summary += "; real text: " + ", ".join(
+            f"{n} mean/min cosine {o['mean_cosine']:.5f}/{o['min_cosine']:.5f}, alone vs batched "
+            f"{o['alone_vs_batched_min_cosine']:.7f}" for n, o in report.real_text["outputs"].items())
     if not report.passed:
         raise ValidationError(f"{summary}: FAILED ({'; '.join(report.failures)}); report: {report_path}")
     log.info("validation passed: %s", summary)

@@ -127,6 +127,9 @@ def main() -> None:
         shutil.copy(drift, out_dir / "cpu_int8_drift.json")
         parts += ["### INT8 drift against FP32 (end to end through both servers)", "", "```json",
                   drift.read_text(), "```", ""]
+    int8_md = out_dir / "int8.md"  # issue 17: INT8 recipes side by side and the INT8-vs-FP32 server run
+    if int8_md.is_file():
+        parts += [int8_md.read_text(), ""]
     runs = [json.loads(p.read_text()) for p in args.gpu if p.is_file()]
     if runs:
         probe = json.loads(args.gpu_memory.read_text()) if args.gpu_memory and args.gpu_memory.is_file() else None

@@ -1,0 +1,259 @@
+"""INT8 for the CPU: static QDQ quantisation with activation scales calibrated on real Chinese text.
+
+Fixed scales make an answer independent of what shares the batch: a row's quantised activations
+depend on that row alone (dynamic quantisation computes the scales over the whole tensor the
+runtime sees, padding and neighbouring rows included). The calibration rows come from
+:mod:`.calibration`; the recipe (which layers stay float) from :class:`Int8Recipe`. The choice was
+measured side by side (speed and drift) in ``loadtest/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .progress import step
+
+log = logging.getLogger(__name__)
+
+# Node-name patterns of the layers a recipe may keep in float32 (names from the PyTorch export)
+LAYER_PATTERNS = {
+    "ffn_out": r"(?<!/attention)/output/dense/MatMul$",  # FFN down-projection, reads GELU outputs (long-tailed)
+    "ffn_in": r"/intermediate/dense/MatMul$",
+    "attention_out": r"/attention/output/dense/MatMul$",
+    "attention": r"/attention/self/",  # Q/K/V projections and the score/context products
+}
+
+
+@dataclass(frozen=True)
+class Int8Recipe:
+    """How an INT8 artifact is made. ``static``: QDQ with calibrated, fixed activation scales;
+    ``dynamic``: ORT's quantize_dynamic (scales per call: batch-dependent, kept for comparison)."""
+
+    method: str = "static"
+    calibration: str = "minmax"  # minmax | percentile | entropy
+    per_channel: bool = True
+    reduce_range: bool = False  # 7-bit weights (AVX2/AVX512 without VNNI saturate u8*s8 pairs)
+    keep_fp32: tuple[str, ...] = ()  # keys of LAYER_PATTERNS kept float
+    fuse_attention: bool = False  # ORT's fused Attention op has no static INT8 kernel: it stays float
+    calibration_rows: int = 128
+    activation_symmetric: bool = False
+    # SmoothQuant: divide each quantised MatMul input channel by s_j and multiply the weight's row j by
+    # s_j, s_j = max|X_j|^alpha / max|W_j|^(1-alpha) (an explicit Mul before the MatMuls sharing X):
+    # outlier channels move into the per-channel weights. None: off.
+    smooth_alpha: float | None = None
+    # keep in float32 the MatMuls whose input has an estimated quantisation noise/signal (after
+    # smoothing, on the calibration rows) above ``keep_noise_above``, worst first, up to
+    # ``keep_budget`` of the quantised weights: chosen per checkpoint, so a model without outliers
+    # keeps everything INT8
+    keep_noise_above: float = 0.0
+    keep_budget: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def describe(self) -> dict:
+        return asdict(self)
+
+
+# measured on the real all-MiniLM-L6-v2 (loadtest/RESULTS.md): smoothing alone leaves the output
+# projections (FFN down-projection: GELU outputs with long tails; attention output) too noisy;
+# keeping those two in float32 meets the targets
+DEFAULT_RECIPE = Int8Recipe(smooth_alpha=0.5, keep_fp32=("ffn_out", "attention_out"))
+
+
+class RowsReader:
+    """ORT's CalibrationDataReader over unpadded rows (padding never enters a calibrated range)."""
+
+    def __init__(self, rows: Iterable[dict[str, np.ndarray]], input_names: list[str]):
+        self._rows = iter([{n: r[n] for n in input_names} for r in rows])
+
+    def get_next(self):
+        return next(self._rows, None)
+
+    def rewind(self):  # pragma: no cover - ORT calls it only for some calibrators
+        raise NotImplementedError
+
+
+def matmul_nodes(model, patterns: Iterable[str]) -> list[str]:
+    regex = [re.compile(LAYER_PATTERNS[p]) for p in patterns]
+    return [n.name for n in model.graph.node if n.op_type == "MatMul" and any(r.search(n.name) for r in regex)]
+
+
+def _channel_stats(model, tensors: list[str], rows, input_names: list[str]) -> dict[str, dict[str, np.ndarray]]:
+    """Per last-dim channel of each tensor over the (unpadded) calibration rows: max, min, mean square."""
+    import onnx
+    import onnxruntime as ort
+
+    probe = onnx.ModelProto()
+    probe.CopyFrom(model)
+    known = {o.name for o in probe.graph.output}
+    for name in tensors:
+        if name not in known:
+            probe.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    stats: dict[str, dict[str, np.ndarray]] = {}
+    for row in rows:
+        values = session.run(tensors, {n: row[n] for n in input_names})
+        for name, value in zip(tensors, values):
+            flat = value.reshape(-1, value.shape[-1]).astype(np.float64)
+            new = {"max": flat.max(axis=0), "min": flat.min(axis=0), "sq": (flat ** 2).sum(axis=0),
+                   "n": np.full(flat.shape[1], flat.shape[0], np.float64)}
+            if name in stats:
+                old = stats[name]
+                new = {"max": np.maximum(old["max"], new["max"]), "min": np.minimum(old["min"], new["min"]),
+                       "sq": old["sq"] + new["sq"], "n": old["n"] + new["n"]}
+            stats[name] = new
+    return stats
+
+
+def noise_to_signal(stat: dict[str, np.ndarray], scale: np.ndarray | None = None) -> float:
+    """Estimated uint8 quantisation noise / signal power of a tensor with one (per-tensor) scale:
+    step^2/12 over the mean square, after dividing channel j by ``scale[j]``."""
+    scale = np.ones_like(stat["max"]) if scale is None else scale
+    hi, lo = max(float((stat["max"] / scale).max()), 0.0), min(float((stat["min"] / scale).min()), 0.0)
+    power = float((stat["sq"] / stat["n"] / scale ** 2).mean())
+    return ((hi - lo) / 255.0) ** 2 / 12.0 / max(power, 1e-30)
+
+
+def smooth_and_rank(model, matmuls: list[str], rows, input_names: list[str], alpha: float | None,
+                    keep_budget: float, keep_noise_above: float = 0.0) -> tuple[list[str], list[dict]]:
+    """SmoothQuant (Xiao et al., 2023) on the float graph, in place: for each activation feeding
+    quantised MatMuls, ``X @ W == (X / s) @ (s[:, None] * W)`` with s_j = max|X_j|^a / max|W_j|^(1-a).
+    Then the inputs whose estimated quantisation noise (after smoothing) is worst keep their MatMuls
+    in float32, up to ``keep_budget`` of the quantised weights. Returns (MatMuls kept, per-input
+    noise-to-signal estimates, worst first)."""
+    from onnx import helper, numpy_helper
+
+    inits = {i.name: i for i in model.graph.initializer}
+    by_input: dict[str, list] = {}
+    for node in model.graph.node:
+        if node.name in matmuls:
+            by_input.setdefault(node.input[0], []).append(node)
+    stats = _channel_stats(model, sorted(by_input), rows, input_names)
+    new_nodes = []
+    ranking = []
+    for x, nodes in by_input.items():
+        weights = [numpy_helper.to_array(inits[n.input[1]]) for n in nodes]
+        params = sum(w.size for w in weights)
+        if alpha is None:
+            ranking.append({"input": x, "matmuls": [n.name for n in nodes], "weights": params,
+                            "noise_to_signal": noise_to_signal(stats[x])})
+            continue
+        peak = np.maximum(np.abs(stats[x]["max"]), np.abs(stats[x]["min"]))
+        w_peak = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
+        scale = (np.maximum(peak, 1e-5) ** alpha / np.maximum(w_peak, 1e-5) ** (1 - alpha)).astype(np.float32)
+        scale = np.clip(scale, 1e-2, 1e2)
+        ranking.append({"input": x, "matmuls": [n.name for n in nodes], "weights": params,
+                        "noise_to_signal": noise_to_signal(stats[x], scale.astype(np.float64))})
+        inv_name, out_name = f"{x}_smooth_inv", f"{x}_smoothed"
+        model.graph.initializer.append(numpy_helper.from_array((1.0 / scale).astype(np.float32), inv_name))
+        new_nodes.append(helper.make_node("Mul", [x, inv_name], [out_name], name=f"{x}_smooth"))
+        for node, w in zip(nodes, weights):
+            node.input[0] = out_name
+            inits[node.input[1]].CopyFrom(numpy_helper.from_array((w * scale[:, None]).astype(w.dtype),
+                                                                    node.input[1]))
+    model.graph.node.extend(new_nodes)
+    ranking.sort(key=lambda r: -r["noise_to_signal"])
+    total, kept, keep = sum(r["weights"] for r in ranking), 0, []
+    for entry in ranking:
+        if kept + entry["weights"] > keep_budget * total or entry["noise_to_signal"] <= keep_noise_above:
+            break
+        kept += entry["weights"]
+        keep += entry["matmuls"]
+    return keep, ranking
+
+
+def _topological(model) -> None:
+    """Re-sort nodes after appending the smoothing Muls (ONNX wants producers before consumers)."""
+    produced = {i.name for i in model.graph.input} | {i.name for i in model.graph.initializer}
+    pending, ordered = list(model.graph.node), []
+    while pending:
+        rest = []
+        for node in pending:
+            if all(not i or i in produced for i in node.input):
+                ordered.append(node)
+                produced.update(node.output)
+            else:
+                rest.append(node)
+        if len(rest) == len(pending):
+            raise RuntimeError("graph has a cycle or a missing input after smoothing")
+        pending = rest
+    del model.graph.node[:]
+    model.graph.node.extend(ordered)
+
+
+def quantize(fused_path: Path, out: Path, recipe: Int8Recipe, rows: list[dict[str, np.ndarray]] | None,
+             input_names: list[str]) -> dict:
+    """Quantise an (ORT-optimised) float graph into ``out``; returns what was done, for the reports:
+    the recipe, how many MatMuls were quantised and which stayed float32."""
+    import onnx
+    from onnx import TensorProto
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    model = onnx.load(str(fused_path))
+    if recipe.method == "static":
+        # the quantiser skips every MatMul whose activation has no inferred type (outputs of ORT's
+        # contrib ops: SkipLayerNormalization, BiasGelu...); ORT then runs those as weight-only
+        # MatMulNBits, slower than float. Symbolic shape inference knows the contrib ops.
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+        model = SymbolicShapeInference.infer_shapes(model, auto_merge=True)
+        onnx.save(model, str(fused_path))
+    matmuls = [n.name for n in model.graph.node if n.op_type == "MatMul"]
+    # activation x activation products (attention scores/context) have no constant weight
+    weights = {i.name for i in model.graph.initializer}
+    weighted = [n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] in weights]
+    keep = set(matmul_nodes(model, recipe.keep_fp32))
+    keep |= set(matmuls) - set(weighted)  # never quantise activation x activation products
+    quantised = [n for n in weighted if n not in keep]
+    fused_attention = [n.name for n in model.graph.node if n.op_type == "Attention"]
+    ranking: list[dict] = []
+    if recipe.method == "static" and (recipe.smooth_alpha is not None or recipe.keep_budget > 0):
+        sensitive, ranking = smooth_and_rank(model, quantised, rows, input_names, recipe.smooth_alpha,
+                                             recipe.keep_budget, recipe.keep_noise_above)
+        keep |= set(sensitive)
+        quantised = [n for n in quantised if n not in keep]
+        _topological(model)
+        onnx.save(model, str(fused_path))
+    if recipe.method == "dynamic":
+        with step("dynamic INT8 quantisation of MatMul/Attention weights"):
+            quantize_dynamic(str(fused_path), str(out), weight_type=QuantType.QInt8, per_channel=recipe.per_channel,
+                             reduce_range=recipe.reduce_range, op_types_to_quantize=["MatMul", "Attention"],
+                             nodes_to_exclude=sorted(keep),
+                             extra_options={"DefaultTensorType": TensorProto.FLOAT})
+    elif recipe.method == "static":
+        if not rows:
+            raise ValueError("static INT8 quantisation needs calibration rows")
+        methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+                   "entropy": CalibrationMethod.Entropy}
+        extra = {"ActivationSymmetric": recipe.activation_symmetric, "WeightSymmetric": True,
+                 # the MatMul output stays float: ORT runs DQ->MatMul as MatMulIntegerToFloat
+                 "OpTypesToExcludeOutputQuantization": ["MatMul"], "MatMulConstBOnly": True,
+                 "DefaultTensorType": TensorProto.FLOAT,
+                 **recipe.extra}
+        with step(f"static INT8 quantisation ({recipe.calibration} calibration on {len(rows)} real-text rows; "
+                  f"{len(quantised)} MatMuls INT8, {len(keep)} float32)"):
+            quantize_static(str(fused_path), str(out), RowsReader(rows, input_names), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["MatMul"], per_channel=recipe.per_channel,
+                            reduce_range=recipe.reduce_range, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8, nodes_to_quantize=quantised,
+                            calibrate_method=methods[recipe.calibration], extra_options=extra)
+    else:
+        raise ValueError(f"INT8 method must be 'static' or 'dynamic', not {recipe.method!r}")
+    return {"recipe": recipe.describe(), "quantised_matmuls": len(quantised),
+            "float32_matmuls": sorted(keep), "float32_fused_attention": fused_attention,
+            # estimated quantisation noise/signal of each quantised activation (after smoothing), worst first
+            "sensitivity": [{"input": r["input"], "noise_to_signal": float(f"{r['noise_to_signal']:.3g}"),
+                             "kept_float32": r["matmuls"][0] in keep} for r in ranking]}

@@ -1,0 +1,98 @@
+"""INT8 (issue 17): static quantisation calibrated on real text; answers independent of the batch;
+validation on held-out real text; what was quantised recorded in the reports."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+
+import numpy as np
+import pytest
+
+from structbert_export.artifacts import export_artifact
+from structbert_export.calibration import SOURCES, pad_rows, read_sample, real_rows
+from structbert_export.checkpoint import load_checkpoint
+from structbert_export.int8 import Int8Recipe
+from structbert_export.modules import build_module
+from structbert_export.specs import spec_for
+from structbert_export.validation import ValidationError, validate_artifact
+from structbert_serving.runtime import load_runner
+from tests.conftest import DATA, export_repo
+
+
+def test_calibration_sample_ships_with_its_source_and_is_disjoint_from_validation():
+    root = resources.files("structbert_export") / "calibration_data"
+    readme = (root / "README.md").read_text()
+    assert "ChineseNlpCorpus" in readme and "licen" in readme.lower()
+    test_reviews = {json.loads(line)["text"] for line in (DATA / "shopping_reviews_sample.jsonl").read_text().splitlines()}
+    for name in set(SOURCES.values()):
+        calibration = {r["text"] for r in read_sample(name, "calibration")}
+        validation = {r["text"] for r in read_sample(name, "validation")}
+        assert calibration and validation and not calibration & validation, name
+        assert not (calibration | validation) & test_reviews, name  # tests' own texts stay held out
+        assert len(calibration) + len(validation) <= 300
+
+
+def _export(checkpoint_dir, family, tmp_path, recipe=None):
+    checkpoint = load_checkpoint(checkpoint_dir)
+    spec = spec_for(family)
+    artifact = export_artifact(build_module(family, checkpoint), spec, checkpoint, tmp_path, "int8", "onnx", recipe)
+    return checkpoint, spec, artifact
+
+
+def test_dynamic_quantisation_depends_on_the_batch_and_fails_validation(tiny_checkpoint, tmp_path):
+    """The bug of issue 17: ORT's dynamic quantisation computes activation scales over the whole
+    tensor (padding and neighbour rows included), so a row's answer depends on what shares its
+    batch. Validation on real text now catches it."""
+    checkpoint, spec, artifact = _export(tiny_checkpoint, "embedding", tmp_path, Int8Recipe(method="dynamic",
+                                                                                              fuse_attention=True))
+    with pytest.raises(ValidationError, match="depends on what shares the batch"):
+        validate_artifact(build_module("embedding", checkpoint), spec, checkpoint, artifact, precision="int8",
+                          fmt="onnx", report_path=tmp_path / "validation.json")
+    report = json.loads((tmp_path / "validation.json").read_text())
+    assert report["real_text"]["outputs"]["EMBEDDING"]["alone_vs_batched_min_cosine"] < 0.99999
+
+
+@pytest.mark.parametrize("task", ["embedding", "pair-classification", "zero-shot", "uie"])
+def test_int8_export_records_calibration_and_real_text_validation(request, tmp_path, cache_root, task):
+    fixture = {"embedding": "tiny_checkpoint", "pair-classification": "pair_checkpoint",
+               "zero-shot": "nli_checkpoint", "uie": "uie_checkpoint"}[task]
+    repo = export_repo(tmp_path / "repo", task=task, model_dir=request.getfixturevalue(fixture), precision="int8")
+    families = ["uie-encoder", "uie-cross"] if task == "uie" else [task]
+    for family in families:
+        version = repo / spec_for(family).triton_name / "1"
+        report = json.loads((version / "validation.json").read_text())
+        exported = json.loads((version / "export.json").read_text())
+        assert report["passed"], report["failures"]
+        quant = report["quantization"]
+        assert quant["recipe"]["method"] == "static" and quant["quantised_matmuls"] > 0
+        assert quant["calibration"]["split"] == "calibration" and quant["calibration"]["rows"] > 0
+        assert "float32_matmuls" in quant  # the drift report names the layers kept in float32
+        real = report["real_text"]
+        assert real["split"] == "validation" and real["set"] == quant["calibration"]["set"]
+        for name, result in real["outputs"].items():
+            assert result["alone_vs_batched_min_cosine"] >= 0.99999, (family, name)
+            for mode in ("alone", "batched"):
+                if mode in result:  # classifiers and UIE pointers: decisions agree where not near ties
+                    assert result[mode]["agreement"] >= 0.95 and result[mode]["decisions"] > 0, (family, name)
+        assert exported["int8"]["calibration"]["rows"] == quant["calibration"]["rows"]
+        assert exported["real_text_validation"]["rows"] == real["rows"]
+
+
+@pytest.mark.parametrize("family", ["zero-shot", "uie-cross"])
+def test_int8_artifact_answers_do_not_depend_on_the_batch(request, tmp_path, family):
+    """What Triton's onnxruntime backend does in the native flavour: rows padded to a length bucket
+    and batched with other requests' rows. With fixed scales each row's answer is the same as alone."""
+    checkpoint_dir = request.getfixturevalue("nli_checkpoint" if family == "zero-shot" else "uie_checkpoint")
+    checkpoint, spec, artifact = _export(checkpoint_dir, family, tmp_path)
+    runner = load_runner(artifact, input_names=spec.input_names, output_names=spec.output_names, device="cpu")
+    rows = real_rows(family, checkpoint, "validation", limit=12, seed=3).rows
+    groups = spec.mask_groups()
+    alone = [runner.run(row) for row in rows]
+    for bucket in (64, 128):
+        batched = runner.run(pad_rows(rows, groups, bucket))
+        for i, (row, single) in enumerate(zip(rows, alone)):
+            for name in spec.output_names:
+                want = single[name][0]
+                have = batched[name][i][: row[groups[name]].shape[1]] if name in groups else batched[name][i]
+                np.testing.assert_allclose(have, want, rtol=1e-4, atol=1e-4, err_msg=f"{family} row {i} {name}")
