@@ -9,10 +9,11 @@
 # Before (here, with network):  ../shared/tools/pack-gpu-bundle.sh .gpu-bundle && scripts/gpu-extras.sh .gpu-bundle
 # and carry .gpu-bundle/ with the checkout (git-ignored, ~48 MB).
 #
-# Steps (each bounded by `timeout`, each logged; a failed step is recorded and the run goes on):
+# Steps (each bounded by `timeout`, each logged; a failed step is recorded and the run goes on; no step
+# starts after GPU_CHECK_BUDGET_S=450 s, so the whole run stays under 8 minutes):
 #   setup     unpack the bundle unless /tmp/sb/venv already serves (bash .gpu-bundle/unpack.sh), pytest wheels
 #   env       nvidia-smi -q, versions; nvidia-smi samplers (utilisation every 0.5 s, memory per process every 1 s)
-#   export    synthetic base (embedding, zero-shot, uie) and large (pair-classification, embedding) families,
+#   export    synthetic base (embedding, zero-shot, uie) and large (pair-classification) families,
 #             TorchScript FP16 traced and validated on the GPU (--device cuda)
 #   pytest    pytest -m gpu tests/gpu (the GPU tier)
 #   bench     structbert-triton bench --device cuda on both repositories (baseline in the same run)
@@ -40,9 +41,13 @@ START=$(date +%s)
 echo "# gpu-check $(date -u '+%Y-%m-%d %H:%M:%S') UTC ($([ $SMOKE = 1 ] && echo smoke, CPU || echo GPU))" > "$SUMMARY"
 printf '\n| step | exit | seconds |\n|---|---|---|\n' >> "$SUMMARY"
 
+BUDGET_S=${GPU_CHECK_BUDGET_S:-$([ $SMOKE = 1 ] && echo 1500 || echo 450)}  # no step starts after it; each is cut to what is left
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record
   local name=$1 limit=$2; shift 2
   local t0; t0=$(date +%s)
+  local left=$(( BUDGET_S - (t0 - START) ))
+  if [ $left -le 0 ]; then echo "| $name | skipped: budget spent | 0 |" >> "$SUMMARY"; return 0; fi
+  [ $limit -le $left ] || limit=$left
   echo "== $name (limit ${limit}s)"
   timeout -k 10 "$limit" "$@" > "$WORK/logs/$name.log" 2>&1
   local rc=$?
@@ -59,10 +64,11 @@ if [ $SMOKE = 1 ]; then
   EXPORT_BASE=(embedding); EXPORT_LARGE=(pair-classification); PYTEST_LIMIT=120
 else
   PY=/tmp/sb/venv/bin/python; DEVICE=cuda; FORMAT=torchscript; PRECISION=fp16; BASE=base; LARGE=large
-  BENCH_ARGS=(--concurrency 1,32,128 --duration-s 4 --baseline-duration-s 4 --client-processes 8)
-  BENCH_BASE=similarity,zero_shot,uie; BENCH_LARGE=pair,similarity
-  OVERHEAD_ARGS=(--workloads similarity,zero_shot --concurrency 1,8,32 --duration-s 3 --rounds 1)
-  EXPORT_BASE=(embedding zero-shot uie); EXPORT_LARGE=(pair-classification embedding); PYTEST_LIMIT=150
+  # expected on an H100: setup 20 s, exports 60 + 40 s, pytest 90 s, benches 90 + 30 s, overhead 60 s
+  BENCH_ARGS=(--concurrency 1,32,128 --duration-s 3 --baseline-duration-s 3 --client-processes 8)
+  BENCH_BASE=similarity,zero_shot,uie; BENCH_LARGE=pair
+  OVERHEAD_ARGS=(--workloads similarity,zero_shot --concurrency 1,8,32 --duration-s 2 --rounds 1)
+  EXPORT_BASE=(embedding zero-shot uie); EXPORT_LARGE=(pair-classification); PYTEST_LIMIT=150
   if [ ! -x "$PY" ] || ! "$PY" -c "import tritonclient.grpc, structbert_serving" 2>/dev/null; then
     step setup 120 bash -c "bash '$BUNDLE/unpack.sh' && if ls '$BUNDLE'/extras/*.whl >/dev/null 2>&1; then \
       $PY -m pip install -q --no-index '$BUNDLE'/extras/*.whl; fi"
