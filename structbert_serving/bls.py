@@ -15,11 +15,13 @@ import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from . import triton_io
+from .encoder import TOKEN_NAMES, RaggedEncoder, encoder_from_params, token_input_specs, warm_up
 from .errors import InputError
 from .params import get_param
 from .texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
@@ -90,6 +92,20 @@ def encoder_settings(params: dict[str, str], default_encoder: str) -> tuple[str,
             get_param(params, "encoder_max_batch_size", 64))
 
 
+def in_process_encoder(args: dict, params: dict[str, str], outputs: Sequence[str], max_rows: int) -> RaggedEncoder:
+    """The encoder a public model runs itself (embedded flavour): the artifact named by
+    ``encoder_artifact`` (relative to the model repository), set up from the ``encoder_*``
+    parameters export copied from the encoder's config, and warmed up before the model is ready."""
+    path = Path(args["model_repository"]).parent / get_param(params, "encoder_artifact", "")
+    inputs = [n for n in get_param(params, "encoder_inputs", ",".join(TOKEN_NAMES)).split(",") if n]
+    encoder = encoder_from_params(path, input_names=inputs, output_names=outputs, params=params, max_rows=max_rows,
+                                  cpu_instance=args.get("model_instance_kind") == "CPU", prefix="encoder_")
+    if get_param(params, "encoder_warmup", True):
+        warm_up(encoder, token_input_specs(inputs))
+    triton_io.log.info("%s runs %s in process on %s", args.get("model_name"), path.name, encoder.runner.device)
+    return encoder
+
+
 @dataclass
 class Parsed:
     """A decoded request: groups to tokenise, and whatever ``finish`` needs besides the encoder's
@@ -102,8 +118,14 @@ class Parsed:
 class TokenPipeline:
     """Base of the public models that tokenise texts, run one encoder over every row of the dynamic
     batch, and post-process per request (``text_embedding``, ``sentence_similarity``,
-    ``pair_classification``, ``zero_shot_classification``). One hop: entry (tokenise +
-    post-process) -> encoder. Each stage isolates bad requests (``triton_io.run_valid``).
+    ``pair_classification``, ``zero_shot_classification``). Each stage isolates bad requests
+    (``triton_io.run_valid``).
+
+    Where the encoder runs: in the **embedded** flavour (parameter ``encoder_in_process``) this
+    model runs its encoder's artifact itself, in its own stub (no BLS hop, no second stub round trip,
+    no shared-memory copies of the token tensors; rows are padded once, per length-sorted chunk).
+    In the **native** flavour it calls the encoder model (Triton's onnxruntime/libtorch backend)
+    through BLS (:func:`infer_rows`).
 
     Subclasses set ``columns`` (the BYTES inputs), ``pair`` (tokenise the two columns as one sequence
     pair instead of each on its own), ``encoder_output`` and ``finish``; or override ``parse``, which
@@ -126,6 +148,9 @@ class TokenPipeline:
             overlength=get_param(params, "overlength", "truncate"),
             length_buckets=get_param(params, "length_buckets", []),
             pair_truncation=get_param(params, "pair_truncation", self.pair_truncation))
+        self.local: RaggedEncoder | None = None
+        if get_param(params, "encoder_in_process", False):
+            self.local = in_process_encoder(args, params, [self.encoder_output], self.max_rows)
 
     def parse(self, request) -> Parsed:
         """The request's groups to tokenise: [(input name for messages, texts or (text, pair) tuples)]."""
@@ -160,15 +185,10 @@ class TokenPipeline:
         """Every row of every request through the encoder in one logical call, then ``finish`` per
         request."""
         flat = [b for batches, _ in pending for b in batches]
-        merged = self.tokenizer.pad([ids[m > 0] for b in flat for ids, m in zip(b.input_ids, b.attention_mask)],
-                                    [t[m > 0] for b in flat for t, m in zip(b.token_type_ids, b.attention_mask)])
-        widths = None
-        if self.tokenizer.length_buckets:
-            widths = [bucket_length(int(n), self.tokenizer.length_buckets) for n in merged.lengths]
-        feeds = {"INPUT_IDS": merged.input_ids, "ATTENTION_MASK": merged.attention_mask,
-                 "TOKEN_TYPE_IDS": merged.token_type_ids}
-        out = (await infer_rows(self.encoder, feeds, [self.encoder_output], names=self.names,
-                                max_rows=self.max_rows, widths=widths))[self.encoder_output]
+        if self.local is not None:
+            out = self._encode_here(flat)
+        else:
+            out = await self._encode_remote(flat)
         results, cursor = [], 0
         for batches, context in pending:
             parts = []
@@ -177,6 +197,29 @@ class TokenPipeline:
                 cursor += len(b.input_ids)
             results.append(triton_io.guarded(self.finish, parts, context))
         return results
+
+    def _encode_here(self, flat: list[Batch]) -> np.ndarray:
+        """Every row through the in-process encoder (sorted by length, padded once per chunk)."""
+        feeds = [{"INPUT_IDS": b.input_ids, "ATTENTION_MASK": b.attention_mask, "TOKEN_TYPE_IDS": b.token_type_ids}
+                 for b in flat]
+        outputs = []
+        for result in self.local.run(feeds):
+            if isinstance(result, Exception):
+                raise result
+            outputs.append(result[self.encoder_output])
+        return np.concatenate(outputs)
+
+    async def _encode_remote(self, flat: list[Batch]) -> np.ndarray:
+        """Every row through the encoder model (BLS), in a few large requests."""
+        merged = self.tokenizer.pad([ids[m > 0] for b in flat for ids, m in zip(b.input_ids, b.attention_mask)],
+                                    [t[m > 0] for b in flat for t, m in zip(b.token_type_ids, b.attention_mask)])
+        widths = None
+        if self.tokenizer.length_buckets:
+            widths = [bucket_length(int(n), self.tokenizer.length_buckets) for n in merged.lengths]
+        feeds = {"INPUT_IDS": merged.input_ids, "ATTENTION_MASK": merged.attention_mask,
+                 "TOKEN_TYPE_IDS": merged.token_type_ids}
+        return (await infer_rows(self.encoder, feeds, [self.encoder_output], names=self.names,
+                                 max_rows=self.max_rows, widths=widths))[self.encoder_output]
 
     async def execute(self, requests):
         parsed = triton_io.per_request(requests, self.parse)

@@ -51,6 +51,11 @@ def _export_parser(sub) -> None:
                    help="where the encoders run. embedded: the Python-backend encoder's device (auto: the GPU "
                         "for a TorchScript trace when there is one, else cpu). native: cpu = KIND_CPU instances; "
                         "cuda = KIND_GPU, FP32 graphs through TensorRT FP16; auto = cuda (int8: cpu)")
+    p.add_argument("--bls-encoders", dest="encoder_in_process", action="store_false",
+                   help="embedded flavour: public models call their encoder model through BLS (as the native "
+                        "flavour does) instead of running its artifact in their own stub")
+    p.add_argument("--public-instances", type=int, default=1,
+                   help="embedded flavour: instances of a public model that runs its encoder in process")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
     p.add_argument("--attention", choices=ATTENTIONS, default="eager",
                    help="eager (default; what ONNX Runtime's fusions need) or sdpa (PyTorch's fused attention, "
@@ -132,7 +137,8 @@ def cmd_export(args) -> int:
 
     opts = ServingOptions(flavour=args.flavour, overlength=args.overlength, max_batch_size=args.max_batch_size,
                           encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
-                          device=args.device)
+                          device=args.device, encoder_in_process=args.encoder_in_process,
+                          in_process_instances=args.public_instances)
     req = ExportRequest(task=args.task, out=args.out, model_dir=args.model_dir, model_id=args.model_id,
                         synthetic=args.synthetic, precision=args.precision, format=args.format, seed=args.seed,
                         attention=args.attention,

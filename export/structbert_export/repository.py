@@ -39,6 +39,13 @@ class ServingOptions:
     # encoders batch whatever is queued when an instance frees up; their callers (the public BLS
     # models) already merge the rows of a whole dynamic batch into a few large requests
     encoder_queue_delay_us: int = 0
+    # embedded flavour: the token pipelines (embedding, similarity, pair, zero-shot) run their
+    # encoder's artifact in their own stub instead of calling the encoder model through BLS (one
+    # stub round trip and two shared-memory copies less per batch; see loadtest/RESULTS.md)
+    encoder_in_process: bool = True
+    in_process_instances: int = 1
+    # a model that computes batches what queued while it was busy: waiting for more only adds latency
+    in_process_queue_delay_us: int = 0
 
 
 def admission_batching(opts: ServingOptions) -> dict:
@@ -47,6 +54,18 @@ def admission_batching(opts: ServingOptions) -> dict:
     return {"max_queue_delay_microseconds": opts.max_queue_delay_us,
             "default_queue_policy": {"timeout_action": "REJECT", "default_timeout_microseconds": opts.queue_timeout_us,
                                      "allow_timeout_override": True, "max_queue_size": opts.max_queue_size}}
+
+
+def compute_admission_batching(opts: ServingOptions) -> dict:
+    """Admission control of a public model that computes itself (embedded flavour, encoder in
+    process): a bounded queue only (a full queue refuses at once with UNAVAILABLE), **no queue
+    timeout**. In Triton 2.51 a queue timeout (or ``allow_timeout_override``) sends the batcher into
+    a wait for a free instance that can miss the instance's wake-up and sleep up to 500 ms
+    (measured on text_embedding at one client: p99 522-559 ms and 16-38 ms mean queueing with the
+    timeout, 149-220 ms p99 and 2 ms queueing with ``max_queue_size`` alone; loadtest/RESULTS.md).
+    Clients bound their own wait (the SDK's ``timeout_s``)."""
+    return {"max_queue_delay_microseconds": opts.in_process_queue_delay_us,
+            "default_queue_policy": {"max_queue_size": opts.max_queue_size}}
 
 
 def encoder_batching(opts: ServingOptions) -> dict:
@@ -112,6 +131,8 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
                 "max_batch_tokens": max(opts.max_batch_tokens, GPU_BATCH_TOKENS) if device == "cuda"
                 else opts.max_batch_tokens, "precision": precision,
                 "mask_groups": json.dumps(spec.mask_groups()),
+                # its public models run the artifact themselves: load it only if called directly
+                "lazy": runs_in_public_model(spec, opts),
             }),
         }
         return config, names
@@ -138,6 +159,27 @@ def encoder_params(spec: EncoderSpec, names: dict[str, str], opts: ServingOption
             "encoder_tensor_names": json.dumps(names)}
 
 
+IN_PROCESS_FAMILIES = ("embedding", "pair-classification", "zero-shot")  # UIE's schema walk stays BLS
+IN_PROCESS_PARAMS = ("device", "intra_op_threads", "max_batch_tokens", "mask_groups")
+
+
+def runs_in_public_model(spec: EncoderSpec, opts: ServingOptions) -> bool:
+    """Embedded flavour: do the family's public models run this encoder's artifact themselves?"""
+    return opts.flavour == "embedded" and opts.encoder_in_process and spec.family in IN_PROCESS_FAMILIES
+
+
+def in_process_params(out: Path, spec: EncoderSpec, opts: ServingOptions) -> dict:
+    """Embedded flavour: the parameters with which a public model runs its encoder's artifact in its own
+    stub, copied from the encoder's config just written (one source: the same runtime settings)."""
+    if not runs_in_public_model(spec, opts):
+        return {}
+    config = pbtxt.parse((out / spec.triton_name / "config.pbtxt").read_text())
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    return {"encoder_in_process": "true", "encoder_artifact": f"{spec.triton_name}/1/{params['artifact']}",
+            "encoder_inputs": ",".join(spec.input_names),
+            **{f"encoder_{k}": params[k] for k in IN_PROCESS_PARAMS if k in params}}
+
+
 def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict],
                  opts: ServingOptions, params: dict, tokenizer: Callable[[Path], object] | None = None,
                  instances: int = BLS_INSTANCES) -> list[str]:
@@ -145,6 +187,10 @@ def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict
     adapter ``structbert_serving/triton_models/<name>.py``), plus ``1/tokenizer.json`` through ``tokenizer(path)``. Its bounded queue (REJECT) is
     where overload is refused. Several instances: one waiting on its encoder must not serialise the
     others (BLS calls block an instance in the non-decoupled Python backend)."""
+    batching = admission_batching(opts)
+    if params.get("encoder_in_process"):  # it computes itself: each instance holds a runtime session
+        instances = opts.in_process_instances
+        batching = compute_admission_batching(opts)
     model_dir = out / name
     version = copy_python_model(model_dir, name)
     if tokenizer is not None:
@@ -153,7 +199,7 @@ def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict
         "name": name, "backend": "python", "max_batch_size": opts.max_batch_size,
         "input": inputs, "output": outputs,
         "instance_group": [{"kind": "KIND_CPU", "count": instances}],
-        "dynamic_batching": admission_batching(opts),
+        "dynamic_batching": batching,
         "parameters": pbtxt.parameters(params),
     })
     return [name]

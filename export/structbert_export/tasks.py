@@ -28,6 +28,7 @@ from .repository import (
     encoder_config,
     encoder_max_batch_size,
     encoder_params,
+    in_process_params,
     python_model,
     tokenizer_params,
     write_json,
@@ -150,7 +151,8 @@ def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
     checkpoint = resolve_checkpoint(req)
     sizes, names = export_encoder(req, checkpoint, opts)
     spec = spec_for(req.task)
-    params = {**tokenizer_params(checkpoint.max_seq_length, opts), **encoder_params(spec, names, opts)}
+    params = {**tokenizer_params(checkpoint.max_seq_length, opts), **encoder_params(spec, names, opts),
+              **in_process_params(req.out, spec, opts)}
     models = [spec.triton_name]
     models += python_model(req.out, api.TEXT_EMBEDDING.name, inputs=public_inputs(api.TEXT_EMBEDDING),
                            outputs=[pbtxt.tensor("EMBEDDING", "float32", [sizes["hidden"]])], opts=opts,
@@ -177,7 +179,8 @@ def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list
     spec = spec_for(req.task)
     n = len(labels)
     params = {**tokenizer_params(checkpoint.max_seq_length, opts, "longest_first"),
-              **encoder_params(spec, names, opts), "labels": json.dumps(labels, ensure_ascii=False)}
+              **encoder_params(spec, names, opts), **in_process_params(req.out, spec, opts),
+              "labels": json.dumps(labels, ensure_ascii=False)}
     return [spec.triton_name, *python_model(
         req.out, api.PAIR_CLASSIFICATION.name, inputs=public_inputs(api.PAIR_CLASSIFICATION),
         outputs=[pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])], opts=opts,
@@ -197,6 +200,7 @@ def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
             raise ValueError(f"{which} index {idx} is outside the {sizes['labels']} labels of {checkpoint.path}")
     spec = spec_for(req.task)
     params = {**tokenizer_params(checkpoint.max_seq_length, opts, "only_first"), **encoder_params(spec, names, opts),
+              **in_process_params(req.out, spec, opts),
               "max_labels": MAX_LABELS, "entailment_index": indices.entailment,
               "contradiction_index": indices.contradiction}
     models = [spec.triton_name, *python_model(

@@ -3,7 +3,8 @@
     python -m structbert_bench.results_file --cpu build/bench-final-fp32 --int8 build/bench-final-int8 \
         --gpu loadtest/results/gpu_h100_eager.json loadtest/results/gpu_h100_sdpa.json \
         --gpu-memory loadtest/results/gpu_h100_memory.json --reliability loadtest/results/reliability.json \
-        --overload loadtest/results/overload.json
+        --overload loadtest/results/overload.json --overhead in-process=build/oh-inproc bls=build/oh-bls
+    python -m structbert_bench.results_file --only-overhead --overhead in-process=build/oh-inproc bls=build/oh-bls
 """
 
 from __future__ import annotations
@@ -98,15 +99,57 @@ def memory_row(upper_bound: float, probe: dict | None) -> tuple[str, str, bool]:
     return label, text, all(v["peak_64x128_gib"] <= 0.56 for v in models.values())
 
 
+OVERHEAD_HEADING = "## Serving overhead: served vs in-process (CPU)"
+
+
+def overhead_section(runs: list[tuple[str, Path]], notes: Path | None = None) -> list[str]:
+    """The served-vs-in-process runs (``python -m structbert_bench.overhead``), each copied to
+    ``results/overhead_<label>.{json,md,png}``, after the notes (what was tried and decided)."""
+    out_dir = HERE / "results"
+    lines = [OVERHEAD_HEADING, ""]
+    if notes and notes.is_file():
+        lines += [notes.read_text().rstrip(), ""]
+    for label, run in runs:
+        for suffix in ("json", "md", "png"):
+            src = run / f"overhead.{suffix}"
+            if src.is_file() and src.resolve() != (out_dir / f"overhead_{label}.{suffix}").resolve():
+                shutil.copy(src, out_dir / f"overhead_{label}.{suffix}")
+        body = (run / "overhead.md").read_text().split("\n", 1)[1].replace("\n## ", "\n#### ")
+        lines += [f"### {label}", body.strip(), "", f"![{label}](results/overhead_{label}.png)", ""]
+    return lines
+
+
+def replace_section(text: str, heading: str, section: list[str]) -> str:
+    """``text`` with the section under ``heading`` (up to the next ``## ``) replaced, or appended."""
+    block = "\n".join(section).rstrip() + "\n"
+    if heading not in text:
+        return text.rstrip() + "\n\n" + block
+    head, rest = text.split(heading, 1)
+    tail = rest.split("\n## ", 1)
+    return head + block + ("\n## " + tail[1] if len(tail) > 1 else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--cpu", type=Path, required=True)
-    parser.add_argument("--int8", type=Path, required=True)
+    parser.add_argument("--cpu", type=Path)
+    parser.add_argument("--int8", type=Path)
     parser.add_argument("--gpu", type=Path, nargs="*", default=[])
     parser.add_argument("--reliability", type=Path, default=None)
     parser.add_argument("--gpu-memory", type=Path, default=None)
     parser.add_argument("--overload", type=Path, default=None, help="python -m structbert_bench.overload --out FILE")
+    parser.add_argument("--overhead", nargs="*", default=[], metavar="LABEL=DIR",
+                        help="python -m structbert_bench.overhead --out DIR runs, e.g. in-process=build/oh-inproc")
+    parser.add_argument("--overhead-notes", type=Path, default=HERE / "results" / "overhead_notes.md")
+    parser.add_argument("--only-overhead", action="store_true",
+                        help="replace only the serving-overhead section of the existing RESULTS.md")
     args = parser.parse_args()
+    overhead = [(item.split("=", 1)[0], Path(item.split("=", 1)[1])) for item in args.overhead]
+    if args.only_overhead:
+        path = HERE / "RESULTS.md"
+        path.write_text(replace_section(path.read_text(), OVERHEAD_HEADING,
+                                        overhead_section(overhead, args.overhead_notes)))
+        print(path)
+        return
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     fp32 = json.loads((args.cpu / "results.json").read_text())
@@ -144,6 +187,8 @@ def main() -> None:
         parts += ["## Overload", "", *markdown(json.loads(args.overload.read_text())), ""]
     if args.reliability and args.reliability.is_file():
         parts += ["## Reliability", "", "```json", args.reliability.read_text(), "```", ""]
+    if overhead:
+        parts += overhead_section(overhead, args.overhead_notes)
     (HERE / "RESULTS.md").write_text("\n".join(parts))
     print(HERE / "RESULTS.md")
 

@@ -63,7 +63,7 @@ def test_batch_invariance_under_concurrency(tiny_server, protocol):
     for result in results[::2]:
         assert np.abs(result[0] - alone).max() < 1e-5
         assert np.abs(result[2] - alone).max() < 1e-5
-    stats = make_client(tiny_server, protocol).model_statistics("embedding_encoder")
+    stats = make_client(tiny_server, protocol).model_statistics("text_embedding")  # encodes in process
     assert int(stats["execution_count"]) <= int(stats["inference_count"])
 
 

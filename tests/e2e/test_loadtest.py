@@ -71,8 +71,11 @@ def test_soak_short_variant(tiny_repo, tmp_path):
 
 def test_perf_analyzer_runs_with_the_real_text_inputs(tiny_server):
     script = LOADTEST / "perf_analyzer.sh"
+    # what is checked: perf_analyzer drives the model with our inputs; not how steady a shared CPU is
+    # (under load average 7 it found no 3 windows within 10 % and exited 2)
     run = subprocess.run([str(script), "sentence_similarity", tiny_server.grpc_url, "--concurrency-range", "2",
-                          "--measurement-interval", "2000"], capture_output=True, text=True, timeout=300)
+                          "--measurement-interval", "2000", "--stability-percentage", "1000"],
+                         capture_output=True, text=True, timeout=300)
     if run.returncode != 0 and "pip" in run.stderr and "download" in run.stderr.lower():
         pytest.skip(f"could not fetch tritonclient==2.51.0 for perf_analyzer: {run.stderr[-300:]}")
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]

@@ -62,7 +62,7 @@ def test_killed_stub_is_detected_and_serve_restarts_the_server(tiny_repo):
         hidden = client.embed(text).shape
         assert len(hidden) == 1 and hidden[0] > 0
         stubs = [p for p in psutil.Process(serve.pid).children(recursive=True)
-                 if "embedding_encoder/1/model.py" in " ".join(p.cmdline())]
+                 if "text_embedding/1/model.py" in " ".join(p.cmdline())]  # it runs the encoder in process
         killed_at = time.monotonic()
         os.kill(stubs[0].pid, signal.SIGKILL)
         failures = []

@@ -121,8 +121,19 @@ def test_embedded_repository_configs_parse(tiny_repo):
         # admission control on the public models only: a queue policy on an encoder stalls its batcher
         assert config.dynamic_batching.HasField("default_queue_policy") == (name in public), name
         if name in public:
-            assert config.dynamic_batching.default_queue_policy.max_queue_size == 256
-            assert config.instance_group[0].count == 2  # one instance waiting on BLS never serialises
+            policy = config.dynamic_batching.default_queue_policy
+            assert policy.max_queue_size == 256
+            if name == "information_extraction":  # BLS: one instance waiting on its encoders never serialises
+                assert config.instance_group[0].count == 2
+                assert policy.default_timeout_microseconds == 30_000_000
+            else:  # computes in process: one session per instance; no queue timeout (2.51 batcher stall)
+                assert config.parameters["encoder_in_process"].string_value == "true"
+                assert config.instance_group[0].count == 1
+                assert policy.default_timeout_microseconds == 0 and not policy.allow_timeout_override
+                assert config.dynamic_batching.max_queue_delay_microseconds == 0
+    for encoder in ("embedding_encoder", "pair_classifier", "zero_shot_classifier"):  # called directly only
+        assert configs[encoder].parameters["lazy"].string_value == "True", encoder
+    assert configs["uie_encoder"].parameters["lazy"].string_value == "False"
 
 
 def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path):
@@ -140,6 +151,7 @@ def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path)
         assert config.dynamic_batching.HasField("default_queue_policy") == (name in PUBLIC_MODELS), name
     for public in ("text_embedding", "sentence_similarity"):
         params = configs[public].parameters
+        assert "encoder_in_process" not in params  # native: the BLS path to Triton's backends
         assert set(json.loads(params["encoder_tensor_names"].string_value).values()) == names
         assert params["length_buckets"].string_value.endswith("512")
     accel = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]

@@ -249,3 +249,59 @@ def test_encoder_adapter_batches_ragged_requests_of_a_real_artifact(pb, tmp_path
         np.testing.assert_allclose(output(response, "EMBEDDING"), runner.run(feeds)["EMBEDDING"], atol=1e-5)
     assert responses[1].error().code() == fake.TritonError.INVALID_ARG
     assert "must match ATTENTION_MASK" in responses[1].error().message()
+
+
+def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_checkpoint):
+    """Embedded flavour: text_embedding and sentence_similarity run the encoder artifact in their own
+    stub (no BLS call), answer like the artifact run on each text alone, and still fail a bad request
+    alone; the encoder model itself is lazy (loads on its first direct call)."""
+    from structbert_export.tasks import ExportRequest, run_export
+    from structbert_serving.runtime import load_runner
+    from structbert_serving.tokenization import TextTokenizer
+
+    repo = tmp_path / "repo"
+    run_export(ExportRequest(task="embedding", out=repo, model_dir=tiny_checkpoint), ServingOptions())
+
+    def args_of(name):
+        config = json_format.MessageToDict(pbtxt.parse((repo / name / "config.pbtxt").read_text()),
+                                           preserving_proto_field_name=True)
+        return fake.model_args(repo / name, config), config
+
+    embed_args, embed_config = args_of("text_embedding")
+    assert embed_config["instance_group"][0]["count"] == 1  # each instance would hold a session
+    model = adapter("text_embedding")
+    model.initialize(embed_args)
+    sentences = ["今天天气很好", "好", "这家酒店的早餐很好吃，服务也周到"]
+    responses = run(model, [request(TEXT=texts(sentences[0], sentences[1])), request(TEXT=texts("  ")),
+                            request(TEXT=texts(sentences[2]))])
+    assert fake.CALLS == []  # no BLS request: the artifact ran here
+    tokenizer = TextTokenizer(repo / "text_embedding" / "1" / "tokenizer.json", max_length=512)
+    runner = load_runner(repo / "embedding_encoder" / "1" / "model.onnx", input_names=["INPUT_IDS", "ATTENTION_MASK",
+                         "TOKEN_TYPE_IDS"], output_names=["EMBEDDING"], device="cpu")
+
+    def alone(text):
+        b = tokenizer.encode([text])
+        return runner.run({"INPUT_IDS": b.input_ids, "ATTENTION_MASK": b.attention_mask,
+                           "TOKEN_TYPE_IDS": b.token_type_ids})["EMBEDDING"][0]
+
+    got = [*output(responses[0], "EMBEDDING"), *output(responses[2], "EMBEDDING")]
+    for text, vector in zip(sentences, got):
+        np.testing.assert_allclose(vector, alone(text), atol=1e-5)
+    assert responses[1].error().code() == fake.TritonError.INVALID_ARG
+
+    similarity = adapter("sentence_similarity")
+    similarity.initialize(args_of("sentence_similarity")[0])
+    [score] = run(similarity, [request(TEXT_A=texts(sentences[0]), TEXT_B=texts(sentences[2]))])
+    want = float(alone(sentences[0]) @ alone(sentences[2]))
+    assert output(score, "SCORE")[0, 0] == pytest.approx(want, abs=1e-5)
+    assert fake.CALLS == []
+
+    encoder_args, encoder_config = args_of("embedding_encoder")
+    assert encoder_config["parameters"]["lazy"]["string_value"] == "True"
+    encoder = adapter("encoder")
+    encoder.initialize(encoder_args)
+    assert encoder.encoder is None  # nothing loaded until someone calls it directly
+    b = tokenizer.encode([sentences[0]])
+    [direct] = encoder.execute([request(INPUT_IDS=b.input_ids, ATTENTION_MASK=b.attention_mask,
+                                        TOKEN_TYPE_IDS=b.token_type_ids)])
+    np.testing.assert_allclose(output(direct, "EMBEDDING")[0], alone(sentences[0]), atol=1e-5)

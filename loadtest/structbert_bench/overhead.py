@@ -1,0 +1,378 @@
+"""What the serving path costs: each pipeline served by the embedded Triton server next to the same
+artifact run in this process, on the same texts, in one run.
+
+    python -m structbert_bench.overhead --repository REPO --out build/overhead \\
+        [--workloads embedding,similarity,zero_shot] [--concurrency 1,8,32] [--duration-s 6] [--rounds 2]
+
+For every concurrency level it drives the public model with ``perf_analyzer`` (Triton's C++ load
+generator, ``loadtest/perf_analyzer.sh``; falls back to SDK clients in several processes), reads from
+Triton's statistics (``/v2/models/<m>/stats``) the batch size the server formed, and then runs the
+**in-process reference** at that batch size: the public model's own tokenizer and the encoder artifact
+with the public model's runtime settings (``RaggedEncoder``), the post-processing of the pipeline,
+called back to back from one thread. Served and in-process windows alternate (``--rounds``), so a
+neighbour's load on the machine hits both; the ratio of each pair is reported, with its median.
+
+Targets (issue 16, CPU): served p50 at one client <= in-process p50 + 2 ms; at 8 clients >= 90 % and at
+32 clients >= 95 % of the in-process throughput at the batch size the server formed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .bench import machine_info
+from .measure import RssSampler, process_tree, rss_bytes, summarise
+from .workloads import WORKLOADS
+
+log = logging.getLogger("structbert_bench")
+
+ROOT = Path(__file__).resolve().parents[2]
+PERF_INPUTS = ROOT / "loadtest" / "perf_analyzer"
+# issue 16's CPU targets: (p50 slack at one client in ms, throughput share at 8 and at 32 clients)
+P50_SLACK_MS = 2.0
+THROUGHPUT_TARGETS = {8: 0.90, 32: 0.95}
+
+
+def payload_rows(model: str, n: int | None = None) -> list[dict[str, str]]:
+    """The requests perf_analyzer sends (``loadtest/perf_analyzer/<model>.json``), one dict of
+    strings per request: the in-process reference encodes exactly these texts."""
+    data = json.loads((PERF_INPUTS / f"{model}.json").read_text())["data"]
+    rows = [{name: value["content"][0] for name, value in item.items()} for item in data]
+    return rows[:n] if n else rows
+
+
+class InProcess:
+    """The public model's work without the server: its tokenizer (settings from its config), the
+    encoder artifact run by ``RaggedEncoder`` with the same runtime settings, and its post-processing."""
+
+    def __init__(self, repo: Path, model: str, device: str = "cpu"):
+        from structbert_export import pbtxt
+        from structbert_serving.encoder import TOKEN_NAMES, encoder_from_params, token_input_specs, warm_up
+        from structbert_serving.params import get_param
+        from structbert_serving.tokenization import TextTokenizer
+
+        config = pbtxt.parse((repo / model / "config.pbtxt").read_text())
+        params = {k: v.string_value for k, v in config.parameters.items()}
+        encoder = params.get("encoder_model", "")
+        if params.get("encoder_artifact"):  # runs in the public model: its own copy of the settings
+            prefix, path = "encoder_", repo / params["encoder_artifact"]
+            enc_params, rows = params, get_param(params, "encoder_max_batch_size", 64)
+        else:  # BLS: the encoder model's settings
+            enc_config = pbtxt.parse((repo / encoder / "config.pbtxt").read_text())
+            enc_params = {k: v.string_value for k, v in enc_config.parameters.items()}
+            prefix, rows = "", enc_config.max_batch_size
+            path = repo / encoder / "1" / enc_params.get("artifact", "model.onnx")
+        self.output = "EMBEDDING" if model in ("text_embedding", "sentence_similarity") else "LOGITS"
+        self.encoder = encoder_from_params(path, input_names=list(TOKEN_NAMES), output_names=[self.output],
+                                           params=enc_params, max_rows=rows, cpu_instance=device == "cpu",
+                                           prefix=prefix)
+        warm_up(self.encoder, token_input_specs(TOKEN_NAMES))
+        self.tokenizer = TextTokenizer(
+            repo / model / "1" / "tokenizer.json", max_length=get_param(params, "max_length", 512),
+            overlength=get_param(params, "overlength", "truncate"),
+            pair_truncation=get_param(params, "pair_truncation", "longest_first"))
+        self.model = model
+        self.entailment = get_param(params, "entailment_index", 0)
+        self.contradiction = get_param(params, "contradiction_index", 2)
+
+    def __call__(self, batch: list[dict[str, str]]) -> list:
+        """One dynamic batch of requests: tokenise all, encode all, post-process per request."""
+        from structbert_serving import similarity, zero_shot
+
+        if self.model == "zero_shot_classification":
+            labels = [zero_shot.parse_labels(r["LABELS"]) for r in batch]
+            groups = [[(r["TEXT"], h) for h in zero_shot.hypotheses(lab, zero_shot.DEFAULT_TEMPLATE)]
+                      for r, lab in zip(batch, labels)]
+        elif self.model == "sentence_similarity":
+            groups = [g for r in batch for g in ([r["TEXT_A"]], [r["TEXT_B"]])]
+        else:
+            groups = [[r["TEXT"]] for r in batch]
+        encoded = self.tokenizer.encode_many(groups)
+        feeds = [{"INPUT_IDS": b.input_ids, "ATTENTION_MASK": b.attention_mask, "TOKEN_TYPE_IDS": b.token_type_ids}
+                 for b in encoded]
+        outs = [r[self.output] for r in self.encoder.run(feeds)]
+        if self.model == "sentence_similarity":
+            return [similarity.cosine(outs[2 * i], outs[2 * i + 1]) for i in range(len(batch))]
+        if self.model == "zero_shot_classification":
+            idx = zero_shot.NliIndices(self.entailment, self.contradiction)
+            return [zero_shot.score(o, lab, multi_label=False, indices=idx) for o, lab in zip(outs, labels)]
+        return outs
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of the processes (all their threads), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def in_process_window(run: Callable[[list], object], rows: list[dict], batch: int, seconds: float) -> dict:
+    """Batches of ``batch`` requests back to back for ``seconds``: requests/s, per-batch latency, and
+    requests per CPU-second of this process (what a shared machine's neighbours cannot skew)."""
+    latencies, done, i = [], 0, 0
+    run(rows[:batch])
+    cpu0 = cpu_seconds([os.getpid()])
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds or len(latencies) < 3:
+        chunk = [rows[(i + k) % len(rows)] for k in range(batch)]
+        i += batch
+        t0 = time.perf_counter()
+        run(chunk)
+        latencies.append(time.perf_counter() - t0)
+        done += batch
+    elapsed = time.perf_counter() - start
+    cpu = cpu_seconds([os.getpid()]) - cpu0
+    stats = summarise(latencies, 0, elapsed).as_dict()
+    stats.update(rps=round(done / elapsed, 2), batch=batch, cpu_s=round(cpu, 2),
+                 per_cpu_s=round(done / cpu, 2) if cpu else None)
+    return stats
+
+
+def model_stats(http_url: str, model: str) -> tuple[int, int]:
+    """(inference_count, execution_count) of a model from Triton's statistics API."""
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/{model}/stats", timeout=10) as resp:
+        stats = json.load(resp)["model_stats"][0]
+    return int(stats["inference_count"]), int(stats["execution_count"])
+
+
+def perf_analyzer_available() -> bool:
+    return (ROOT / "build" / "perf_analyzer" / "tritonclient-2.51.0.data" / "data" / "bin" / "perf_analyzer").is_file()
+
+
+def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, seconds: float, work: Path) -> dict:
+    """perf_analyzer at one concurrency: throughput and latency percentiles (client side, ms). Each
+    of its three windows lasts ``seconds`` and at least until ``4 x concurrency`` (>= 40) requests
+    completed, so slow pipelines at many clients are measured over whole rounds too."""
+    csv_path = work / f"pa-{model}-{concurrency}.csv"
+    csv_path.unlink(missing_ok=True)
+    cmd = ["bash", str(ROOT / "loadtest" / "perf_analyzer.sh"), model, grpc_url,
+           "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-mode", "count_windows",
+           "--measurement-request-count", str(max(40, 4 * concurrency)), "--measurement-interval",
+           str(int(seconds * 1000)), "--stability-percentage", "1000", "--max-trials", "3", "-f", str(csv_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+    if proc.returncode != 0 or not csv_path.is_file():
+        raise RuntimeError(f"perf_analyzer failed ({proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+    row = next(csv.DictReader(csv_path.open()))
+    ms = {k: round(float(v) / 1000, 2) for k, v in row.items() if k not in ("Concurrency", "Inferences/Second")}
+    return {"rps": round(float(row["Inferences/Second"]), 2), "p50_ms": ms["p50 latency"],
+            "p95_ms": ms["p95 latency"], "p99_ms": ms["p99 latency"], "server_queue_ms": ms["Server Queue"],
+            "server_compute_ms": ms["Server Compute Infer"], "errors": 0, "client": "perf_analyzer"}
+
+
+def served_window_sdk(grpc_url: str, workload: str, concurrency: int, seconds: float) -> dict:
+    """The SDK over gRPC, clients spread over several processes (when perf_analyzer is missing)."""
+    from .measure import closed_loop_processes
+    from .workloads import default_data_dir, payloads
+
+    items = payloads(workload, default_data_dir(), 1000, seed=1)
+    stats = closed_loop_processes(grpc_url, "grpc", workload, items, concurrency=concurrency,
+                                  processes=min(concurrency, 4), duration_s=seconds)
+    return {**stats.as_dict(), "client": "sdk"}
+
+
+def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload: str, c: int, seconds: float,
+                 out: Path, use_pa: bool) -> dict:
+    """One served window at ``c`` clients, then the in-process reference at the batch size the server
+    formed in it (Triton's statistics), with each side's requests per CPU-second."""
+    n0, e0 = model_stats(server.http_url, model)
+    tree = process_tree(server.process.pid)
+    cpu0 = cpu_seconds(tree)
+    served = (served_window_perf_analyzer(server.grpc_url, model, c, seconds, out) if use_pa
+              else served_window_sdk(server.grpc_url, workload, c, seconds))
+    cpu = cpu_seconds(tree) - cpu0
+    n1, e1 = model_stats(server.http_url, model)
+    formed = (n1 - n0) / max(1, e1 - e0)
+    # requests per CPU-second of the server (tritonserver + stubs) over every request the window
+    # served (perf_analyzer's warm-up trials included); neither the client's CPU nor a neighbour's
+    served.update(cpu_s=round(cpu, 2), per_cpu_s=round((n1 - n0) / cpu, 2) if cpu else None)
+    local = in_process_window(ref, rows, max(1, round(formed)), seconds)
+    return {"served": served, "in_process": local, "server_batch": round(formed, 2),
+            "throughput_ratio": round(served["rps"] / local["rps"], 3),
+            "cpu_efficiency_ratio": round(served["per_cpu_s"] / local["per_cpu_s"], 3)
+            if served["per_cpu_s"] and local["per_cpu_s"] else None,
+            "p50_delta_ms": round(served["p50_ms"] - local["p50_ms"], 2)}
+
+
+def run(repo: Path, out: Path, workloads: list[str], concurrency: list[int], seconds: float, rounds: int,
+        client: str, device: str = "cpu") -> dict:
+    from structbert_serving.embedded_server import EmbeddedServer
+
+    out.mkdir(parents=True, exist_ok=True)
+    use_pa = client == "perf_analyzer" or (client == "auto" and perf_analyzer_available())
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "command": " ".join(["python -m structbert_bench.overhead",
+                                                                                 *sys.argv[1:]]),
+               "machine": machine_info(), "repository": str(repo), "device": device, "seconds": seconds, "rounds": rounds,
+               "client": "perf_analyzer" if use_pa else "sdk (gRPC, several processes)", "workloads": {}}
+    with EmbeddedServer(repo) as server, RssSampler(server.process.pid) as server_rss:
+        for name in workloads:
+            w = WORKLOADS[name]
+            rows = payload_rows(w.model)
+            before = rss_bytes(os.getpid())
+            ref = InProcess(repo, w.model, device)
+            ref_mb = round((rss_bytes(os.getpid()) - before) / 2**20, 1)
+            levels = []
+            for c in concurrency:
+                pairs = []
+                for _ in range(rounds):
+                    try:
+                        pairs.append(measure_pair(server, ref, rows, w.model, name, c, seconds, out, use_pa))
+                    except Exception as exc:  # a failed window is reported, the run goes on
+                        log.error("%s c=%d failed: %s", name, c, exc)
+                        pairs.append({"error": f"{type(exc).__name__}: {str(exc)[-500:]}"})
+                        continue
+                    p = pairs[-1]
+                    log.info("%s c=%d: served %.1f/s p50 %.1f ms | in process at batch %.1f: %.1f/s p50 %.1f ms"
+                             " | ratio %.3f | per CPU-s ratio %s", name, c, p["served"]["rps"], p["served"]["p50_ms"],
+                             p["server_batch"], p["in_process"]["rps"], p["in_process"]["p50_ms"],
+                             p["throughput_ratio"], p["cpu_efficiency_ratio"])
+                pairs_ok = [p for p in pairs if "error" not in p]
+                if not pairs_ok:
+                    levels.append({"concurrency": c, "rounds": pairs, "met": None, "target": None})
+                    continue
+                pairs_all, pairs = pairs, pairs_ok
+                ratio = statistics.median(p["throughput_ratio"] for p in pairs)
+                cpu_ratio = statistics.median(p["cpu_efficiency_ratio"] or 0 for p in pairs)
+                delta = statistics.median(p["p50_delta_ms"] for p in pairs)
+                target = ("p50 <= in-process + 2 ms" if c == 1 else
+                          f">= {THROUGHPUT_TARGETS[c]:.0%} of in-process" if c in THROUGHPUT_TARGETS else None)
+                met = (delta <= P50_SLACK_MS if c == 1 else
+                       ratio >= THROUGHPUT_TARGETS[c] if c in THROUGHPUT_TARGETS else None)
+                levels.append({"concurrency": c, "rounds": pairs_all, "median_throughput_ratio": ratio,
+                               "median_cpu_efficiency_ratio": cpu_ratio,
+                               "median_p50_delta_ms": delta, "target": target, "met": met})
+            results["workloads"][name] = {"model": w.model, "unit": w.unit, "description": w.description,
+                                          "in_process_rss_mb": ref_mb, "levels": levels}
+            del ref
+            results["server_peak_rss_mb"] = server_rss.peak_mb  # so far: written after every workload
+            results["server_rss_by_process_mb"] = rss_by_process(server.process.pid)
+            (out / "overhead.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+        results["server_peak_rss_mb"] = server_rss.peak_mb
+        results["server_rss_by_process_mb"] = rss_by_process(server.process.pid)
+    (out / "overhead.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
+    (out / "overhead.md").write_text(markdown(results))
+    plot(results, out / "overhead.png")
+    return results
+
+
+def rss_by_process(pid: int) -> dict[str, float]:
+    """Resident memory of tritonserver and each stub (named by its model), MB."""
+    out = {}
+    for p in process_tree(pid):
+        try:
+            cmd = Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        name = "tritonserver" if p == pid else next(
+            (Path(c.decode()).parent.parent.name for c in cmd if b"/1/model.py" in c), cmd[0].decode().rsplit("/", 1)[-1])
+        key = name
+        k = 2
+        while key in out:
+            key, k = f"{name}#{k}", k + 1
+        out[key] = round(rss_bytes(p) / 2**20, 1)
+    return out
+
+
+def markdown(results: dict) -> str:
+    lines = [f"# Serving overhead: {results['date']}", "", f"- command: `{results['command']}`",
+             f"- machine: {results['machine']['summary']}", f"- repository: {results['repository']}",
+             f"- served through: {results['client']}; {results['seconds']} s per window, {results['rounds']} "
+             "alternating served/in-process rounds per level",
+             f"- server peak RSS (tritonserver + stubs): {results['server_peak_rss_mb']:.0f} MB; by process: "
+             + ", ".join(f"{k} {v:.0f}" for k, v in results["server_rss_by_process_mb"].items()), ""]
+    for name, data in results["workloads"].items():
+        unit = data["unit"]
+        lines += [f"## {name} ({data['model']}): {data['description']}", "",
+                  f"In-process reference: +{data['in_process_rss_mb']:.0f} MB RSS in the bench process.", "",
+                  f"| clients | round | server batch | served {unit}/s | served p50 / p95 / p99 ms | in-process {unit}/s "
+                  "(same batch) | in-process p50 ms (per batch) | served / in-process | p50 served - in-process ms | "
+                  f"{unit} per CPU-s served / in-process |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+        for level in data["levels"]:
+            for k, p in enumerate(level["rounds"], 1):
+                if "error" in p:
+                    lines.append(f"| {level['concurrency']} | {k} | failed: {p['error'][:120]} | | | | | | | |")
+                    continue
+                s, i = p["served"], p["in_process"]
+                lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f} | {s['rps']:.1f} | "
+                             f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f} | {i['rps']:.1f} | "
+                             f"{i['p50_ms']:.1f} | {p['throughput_ratio']:.3f} | {p['p50_delta_ms']:+.1f} | "
+                             f"{s.get('per_cpu_s') or 0:.1f} / {i.get('per_cpu_s') or 0:.1f} |")
+        lines += ["", "| clients | target | median throughput ratio | median p50 delta ms | median per-CPU-s ratio "
+                  "| met |", "|---|---|---|---|---|---|"]
+        for level in data["levels"]:
+            if "median_throughput_ratio" not in level:
+                lines.append(f"| {level['concurrency']} | – | – | – | – | not measured |")
+                continue
+            met = {True: "yes", False: "no", None: "–"}[level["met"]]
+            lines.append(f"| {level['concurrency']} | {level['target'] or '–'} | {level['median_throughput_ratio']:.3f} | "
+                         f"{level['median_p50_delta_ms']:+.1f} | {level.get('median_cpu_efficiency_ratio', 0):.3f} | {met} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib missing: no plot")
+        return
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for name, data in results["workloads"].items():
+        cs = [lv["concurrency"] for lv in data["levels"]]
+        ok = [[p for p in lv["rounds"] if "error" not in p] for lv in data["levels"]]
+        cs = [c for c, rounds in zip(cs, ok) if rounds]
+        served = [np.median([p["served"]["rps"] for p in rounds]) for rounds in ok if rounds]
+        local = [np.median([p["in_process"]["rps"] for p in rounds]) for rounds in ok if rounds]
+        line, = ax.plot(cs, served, marker="o", label=f"{name} served")
+        ax.plot(cs, local, marker="x", linestyle="--", color=line.get_color(), label=f"{name} in process")
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("clients")
+    ax.set_ylabel("requests/s")
+    ax.set_title("served vs in-process (same artifact, texts, batch)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repository", type=Path, required=True)
+    parser.add_argument("--out", type=Path, default=Path("build/overhead"))
+    parser.add_argument("--workloads", default="embedding,similarity,zero_shot")
+    parser.add_argument("--concurrency", default="1,8,32")
+    parser.add_argument("--duration-s", type=float, default=6.0)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--client", choices=("auto", "perf_analyzer", "sdk"), default="auto")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the in-process reference runs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    results = run(args.repository, args.out, args.workloads.split(","), [int(c) for c in args.concurrency.split(",")],
+                  args.duration_s, args.rounds, args.client, args.device)
+    sys.stdout.write(markdown(results))
+
+
+if __name__ == "__main__":
+    main()
