@@ -74,8 +74,11 @@ def create_app(options: GatewayOptions, served: set[str], repo: RepositoryInfo |
 
     app = FastAPI(title="structbert-triton gateway", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan)
+    paths = {"/metrics"}
     for module in (routes_openai, routes_tei, routes_own):
-        app.include_router(module.router(served))
+        router = module.router(served)
+        paths |= {route.path for route in router.routes}
+        app.include_router(router)
     install_handlers(app)
 
     metrics = Metrics()
@@ -87,7 +90,6 @@ def create_app(options: GatewayOptions, served: set[str], repo: RepositoryInfo |
 
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    routes = frozenset(getattr(r, "path", "") for r in app.routes)
     app.add_middleware(GuardMiddleware, api_key=options.api_key, max_body_bytes=options.max_body_bytes,
                        max_concurrent=options.max_concurrent_requests)
     if options.cors_origins:
@@ -95,5 +97,5 @@ def create_app(options: GatewayOptions, served: set[str], repo: RepositoryInfo |
 
         app.add_middleware(CORSMiddleware, allow_origins=options.cors_origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
-    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=routes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=frozenset(paths))
     return app
