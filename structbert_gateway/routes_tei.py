@@ -49,8 +49,9 @@ def _pairs(inputs) -> tuple[list[str], list[str], bool]:
 def router(served: set[str]) -> APIRouter:
     r = APIRouter(tags=["text-embeddings-inference-compatible"])
 
-    @r.get("/health", summary="200 when Triton and every served model are ready, else 503",
-           responses={503: {"description": "not ready", "model": TEIError}})
+    @r.get("/health", summary="200 (empty body) when Triton and every served model are ready, else 503",
+           response_class=Response, responses={200: {"description": "ready"},
+                                               503: {"description": "not ready", "model": TEIError}})
     async def health(request: Request):
         gw = gateway_of(request)
         if await gw.backend.is_ready(sorted(gw.served)):
