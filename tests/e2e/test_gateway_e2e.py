@@ -5,7 +5,6 @@ HTTP; answers compared with the SDK's over gRPC."""
 from __future__ import annotations
 
 import base64
-import json
 
 import httpx
 import numpy as np
