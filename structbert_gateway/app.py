@@ -60,7 +60,10 @@ def create_app(options: GatewayOptions, served: set[str], repo: RepositoryInfo |
         own = backend is None
         gw = Gateway(options, backend or TritonBackend(options.triton_url, pool_size=options.pool_size,
                                                        timeout_s=options.timeout_s, batch_size=options.batch_size,
-                                                       headers=options.triton_headers), repo, set(served))
+                                                       headers=options.triton_headers,
+                                                       http_url=options.triton_http_url
+                                                       if options.triton_protocol != "grpc" else None),
+                     repo, set(served))
         if api.TEXT_EMBEDDING.name in served:
             with contextlib.suppress(ApiError, asyncio.TimeoutError):
                 dims = await asyncio.wait_for(gw.backend.output_dims(api.TEXT_EMBEDDING.name,

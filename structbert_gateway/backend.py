@@ -78,7 +78,9 @@ class TritonBackend:
     """The public pipelines, called over gRPC."""
 
     def __init__(self, url: str, *, pool_size: int = 4, timeout_s: float = 60.0, batch_size: int = 32,
-                 headers: dict[str, str] | None = None):
+                 headers: dict[str, str] | None = None, http_url: str | None = None):
+        """``url``: Triton's gRPC endpoint; ``http_url``: when given, inference goes over Triton's HTTP
+        endpoint instead (:mod:`structbert_gateway.http_transport`); health and metadata stay on gRPC."""
         import grpc
         from tritonclient.grpc import aio as grpc_aio
         from tritonclient.grpc import service_pb2, service_pb2_grpc
@@ -94,6 +96,11 @@ class TritonBackend:
         self._clients = [grpc_aio.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)]  # health, metadata
         self._next = itertools.cycle(self._clients)
         self._ready_cache: tuple[float, bool] = (0.0, False)
+        self._http = None
+        if http_url:
+            from .http_transport import HttpTransport
+
+            self._http = HttpTransport(http_url, pool_size=pool_size, timeout_s=self.timeout_s, headers=headers)
 
     # -- plumbing ----------------------------------------------------------------------------------
 
@@ -117,6 +124,11 @@ class TritonBackend:
         import grpc
         from tritonclient.utils import InferenceServerException
 
+        if self._http is not None:
+            try:
+                return await self._http.infer(model, inputs, outputs)
+            except Exception as exc:
+                raise from_triton(exc, fields, offset) from None
         request = self._request(model, inputs, outputs)
         try:
             response = await next(self._stubs).ModelInfer(request, timeout=self.timeout_s, metadata=self._metadata)
@@ -258,6 +270,8 @@ class TritonBackend:
         return []
 
     async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
         for channel in self._channels:
             await channel.close()
         for client in self._clients:

@@ -12,7 +12,9 @@ DEFAULT_PORT = 8080
 
 @dataclass
 class GatewayOptions:
-    triton_url: str = "127.0.0.1:8001"  # Triton's gRPC endpoint
+    triton_url: str = "127.0.0.1:8001"  # Triton's gRPC endpoint (health, metadata; inference with "grpc")
+    triton_http_url: str | None = None  # Triton's HTTP endpoint (inference with triton_protocol "http")
+    triton_protocol: str = "auto"  # auto: http when triton_http_url is given (less CPU, lower latency), else grpc
     repository: Path | None = None  # the local model repository: served models, tokenizer (usage counts)
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
@@ -31,6 +33,10 @@ class GatewayOptions:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = GatewayOptions()
     p.add_argument("--triton-url", default=d.triton_url, help="Triton's gRPC endpoint host:port")
+    p.add_argument("--triton-http-url", default=None, help="Triton's HTTP endpoint host:port (for --triton-protocol http)")
+    p.add_argument("--triton-protocol", choices=("auto", "grpc", "http"), default=d.triton_protocol,
+                   help="how inference requests reach Triton (auto: http when --triton-http-url is given; health "
+                        "and metadata always use gRPC); see loadtest/RESULTS.md for the measured difference")
     p.add_argument("--repository", type=Path, default=None,
                    help="the model repository Triton serves, if local: which pipelines exist, and the server's "
                         "tokenizer for usage.prompt_tokens (without it, Triton is asked and 0 tokens are reported)")
@@ -58,7 +64,13 @@ def from_args(args: argparse.Namespace) -> GatewayOptions:
             raise SystemExit(f"error: --api-key-env {args.api_key_env}: that environment variable is empty")
     if not 1 <= args.batch_size <= 64:
         raise SystemExit("error: --batch-size must be between 1 and 64 (Triton's max_batch_size)")
-    return GatewayOptions(triton_url=args.triton_url, repository=args.repository, host=args.host, port=args.port,
+    if args.triton_protocol == "http" and not args.triton_http_url:
+        raise SystemExit("error: --triton-protocol http needs --triton-http-url")
+    protocol = args.triton_protocol
+    if protocol == "auto":
+        protocol = "http" if args.triton_http_url else "grpc"
+    return GatewayOptions(triton_url=args.triton_url, triton_http_url=args.triton_http_url,
+                          triton_protocol=protocol, repository=args.repository, host=args.host, port=args.port,
                           pool_size=args.pool_size, timeout_s=args.timeout_s, batch_size=args.batch_size,
                           max_client_batch=args.max_client_batch, max_body_bytes=args.max_body_bytes,
                           max_concurrent_requests=args.max_concurrent_requests, api_key=api_key,

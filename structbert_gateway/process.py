@@ -25,6 +25,7 @@ class GatewayError(RuntimeError):
 class GatewayProcess:
     triton_url: str  # Triton's gRPC host:port
     repository: Path | None = None
+    triton_http_url: str | None = None  # given: inference over Triton's HTTP endpoint (unless --triton-protocol grpc)
     host: str = "127.0.0.1"
     port: int = 0  # 0 = a free port
     extra_args: list[str] = field(default_factory=list)
@@ -48,6 +49,8 @@ class GatewayProcess:
                "--port", str(self.port), "--log-level", "warning"]
         if self.repository is not None:
             cmd += ["--repository", str(self.repository)]
+        if self.triton_http_url:
+            cmd += ["--triton-http-url", self.triton_http_url]
         return cmd + list(self.extra_args)
 
     def start(self, timeout_s: float = 60.0) -> GatewayProcess:

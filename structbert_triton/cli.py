@@ -166,8 +166,8 @@ def _gateway(args, server):
     if args.gateway_max_body_bytes:
         extra += ["--max-body-bytes", str(args.gateway_max_body_bytes)]
     log_file = args.log_file.with_name(args.log_file.name + ".gateway") if args.log_file else None
-    return GatewayProcess(server.grpc_url, args.model_repository.resolve(), host=args.host, port=args.gateway_port,
-                          extra_args=extra, log_file=log_file)
+    return GatewayProcess(server.grpc_url, args.model_repository.resolve(), triton_http_url=server.http_url,
+                          host=args.host, port=args.gateway_port, extra_args=extra, log_file=log_file)
 
 
 def cmd_serve(args) -> int:

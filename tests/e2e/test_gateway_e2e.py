@@ -220,3 +220,21 @@ def test_models_and_metrics(http):
     assert 'structbert_gateway_requests_total{method="POST",route="/v1/embeddings",status="200"}' in text
     assert 'structbert_gateway_errors_total{kind="invalid",route="/v1/embeddings"}' in text
     assert "structbert_gateway_request_duration_seconds_bucket" in text
+
+
+# --- the same answers with inference over gRPC (--triton-protocol grpc) ----------------------------
+
+def test_grpc_transport_gives_the_same_answers_and_errors(tiny_server, tiny_repo, http, sdk):
+    from structbert_gateway.process import GatewayProcess
+
+    texts = sample_texts(4)
+    with GatewayProcess(tiny_server.grpc_url, tiny_repo, extra_args=["--triton-protocol", "grpc"]) as gateway, \
+            httpx.Client(base_url=gateway.url, timeout=60) as grpc_http:
+        for path, body in (("/v1/embeddings", {"input": texts}), ("/embed", {"inputs": texts}),
+                           ("/v1/classify", {"texts": texts, "labels": ["手机", "书籍"]}),
+                           ("/rerank", {"query": texts[0], "texts": texts})):
+            assert grpc_http.post(path, json=body).json() == http.post(path, json=body).json()
+        bad = grpc_http.post("/v1/embeddings", json={"input": ["好", ""]})
+        assert bad.status_code == 400 and "input[1]" in bad.json()["error"]["message"]
+        got = grpc_http.post("/v1/embeddings", json={"input": texts[0]}).json()["data"][0]["embedding"]
+        np.testing.assert_array_equal(np.asarray(got, dtype=np.float32), sdk.embed(texts[0]))
