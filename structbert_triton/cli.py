@@ -108,6 +108,9 @@ def _bench_parser(sub) -> None:
                    help="cuda: TorchScript artifacts traced on the GPU (use --precision fp16), baseline PyTorch "
                         "eager FP16 on the same GPU; the report adds GPU utilisation and memory per process")
     p.add_argument("--attention", choices=ATTENTIONS, default="eager")
+    p.add_argument("--gateway", action="store_true",
+                   help="also measure every workload through the HTTP gateway, right after direct gRPC at each "
+                        "concurrency (throughput ratio and p50 difference in the report)")
     p.add_argument("--client-processes", type=int, default=1,
                    help="spread the clients over this many processes (one Python client process tops out at a "
                         "few thousand requests/s: use 4-8 against a GPU)")
@@ -121,7 +124,8 @@ def cmd_bench(args) -> int:
                       concurrency=[int(c) for c in args.concurrency.split(",")], duration_s=args.duration_s,
                       baseline_duration_s=args.baseline_duration_s, data_dir=args.data_dir, protocol=args.protocol,
                       encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
-                      device=args.device, attention=args.attention, client_processes=args.client_processes)
+                      device=args.device, attention=args.attention, client_processes=args.client_processes,
+                      gateway=args.gateway)
     if cfg.device == "cuda" and cfg.precision == "int8":
         print("error: INT8 is an ONNX Runtime CPU artifact; use --precision fp16 on a GPU", file=sys.stderr)
         return 2

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("structbert_bench")
+ROUTE_OF = {"embedding": "POST /v1/embeddings", "similarity": "POST /similarity", "pair": "POST /predict",
+            "zero_shot": "POST /v1/classify", "uie": "POST /v1/extract"}
 
 
 def markdown(results: dict) -> str:
@@ -35,6 +37,16 @@ def markdown(results: dict) -> str:
                 f"| server | {row['concurrency']} | {row['rps']:.2f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
                 f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} |{busy} {row['throughput_ratio']:.2f} | "
                 f"{row['p50_ratio']:.2f} |")
+        if data.get("gateway"):
+            lines += ["", f"Through the HTTP gateway ({ROUTE_OF.get(name, '')}, plain HTTP clients), measured right "
+                          "after each direct gRPC level above:", "",
+                      f"| run | concurrency | {unit}/s | p50 ms | p95 ms | p99 ms | errors | gateway peak RSS MB | "
+                      "× direct gRPC throughput | p50 − direct p50 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for row in data["gateway"]:
+                lines.append(
+                    f"| gateway | {row['concurrency']} | {row['rps']:.2f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
+                    f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} | {row['throughput_vs_direct']:.3f} | "
+                    f"{row['p50_delta_ms']:+.2f} |")
         lines += ["", f"First request after the server was ready: {data.get('first_request_ms')} ms."]
         if gpu and base.get("gpu_reserved_mib"):
             lines.append(f"Baseline GPU memory reserved by PyTorch: {base['gpu_reserved_mib']:.0f} MiB.")
