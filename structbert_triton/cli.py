@@ -111,6 +111,8 @@ def _bench_parser(sub) -> None:
     p.add_argument("--gateway", action="store_true",
                    help="also measure every workload through the HTTP gateway, right after direct gRPC at each "
                         "concurrency (throughput ratio and p50 difference in the report)")
+    p.add_argument("--gateway-protocol", choices=("http", "grpc"), default="http",
+                   help="how the benchmarked gateway reaches Triton (its --triton-protocol)")
     p.add_argument("--client-processes", type=int, default=1,
                    help="spread the clients over this many processes (one Python client process tops out at a "
                         "few thousand requests/s: use 4-8 against a GPU)")
@@ -125,7 +127,7 @@ def cmd_bench(args) -> int:
                       baseline_duration_s=args.baseline_duration_s, data_dir=args.data_dir, protocol=args.protocol,
                       encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
                       device=args.device, attention=args.attention, client_processes=args.client_processes,
-                      gateway=args.gateway)
+                      gateway=args.gateway, gateway_protocol=args.gateway_protocol)
     if cfg.device == "cuda" and cfg.precision == "int8":
         print("error: INT8 is an ONNX Runtime CPU artifact; use --precision fp16 on a GPU", file=sys.stderr)
         return 2

@@ -109,6 +109,5 @@ def tiny_gateway(tiny_server, tiny_repo):
     from structbert_gateway.process import GatewayProcess
 
     with GatewayProcess(tiny_server.grpc_url, tiny_repo, triton_http_url=tiny_server.http_url,
-                        extra_args=["--max-client-batch", "64",
-                                                                     "--max-body-bytes", "1000000"]) as gateway:
+                        extra_args=["--max-client-batch", "64", "--max-body-bytes", "1000000"]) as gateway:
         yield gateway

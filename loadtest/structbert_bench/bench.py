@@ -47,6 +47,7 @@ class BenchConfig:
     client_processes: int = 1
     # also measure every workload through the HTTP gateway (structbert_gateway), next to direct gRPC
     gateway: bool = False
+    gateway_protocol: str = "http"  # how the gateway reaches Triton (its --triton-protocol)
 
 
 def machine_info() -> dict:
@@ -130,10 +131,11 @@ def run_baseline(name: str, checkpoint: Path, cfg: BenchConfig, data_dir: Path) 
     return stats
 
 
-def _gateway(server, repo: Path):
+def _gateway(server, repo: Path, protocol: str):
     from structbert_gateway.process import GatewayProcess
 
-    return GatewayProcess(server.grpc_url, repo, triton_http_url=server.http_url)
+    return GatewayProcess(server.grpc_url, repo, triton_http_url=server.http_url,
+                          extra_args=["--triton-protocol", protocol])
 
 
 def run_bench(cfg: BenchConfig) -> dict:
@@ -161,9 +163,9 @@ def run_bench(cfg: BenchConfig) -> dict:
 
     with EmbeddedServer(repo) as server, contextlib.ExitStack() as stack:
         url = server.grpc_url if cfg.protocol == "grpc" else server.http_url
-        gateway = stack.enter_context(_gateway(server, repo)) if cfg.gateway else None
+        gateway = stack.enter_context(_gateway(server, repo, cfg.gateway_protocol)) if cfg.gateway else None
         if gateway is not None:
-            results["gateway"] = {"url": gateway.url, "triton_protocol": "http"}
+            results["gateway"] = {"url": gateway.url, "triton_protocol": cfg.gateway_protocol}
         for name in cfg.workloads:
             items = payloads(name, data_dir, 4000, seed=1)
             warm = sdk_worker(url, cfg.protocol, name)()

@@ -38,8 +38,9 @@ def markdown(results: dict) -> str:
                 f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} |{busy} {row['throughput_ratio']:.2f} | "
                 f"{row['p50_ratio']:.2f} |")
         if data.get("gateway"):
-            lines += ["", f"Through the HTTP gateway ({ROUTE_OF.get(name, '')}, plain HTTP clients), measured right "
-                          "after each direct gRPC level above:", "",
+            via = results.get("gateway", {}).get("triton_protocol", "http")
+            lines += ["", f"Through the HTTP gateway ({ROUTE_OF.get(name, '')}, plain HTTP clients; gateway to Triton "
+                          f"over {via}), measured right after each direct gRPC level above:", "",
                       f"| run | concurrency | {unit}/s | p50 ms | p95 ms | p99 ms | errors | gateway peak RSS MB | "
                       "× direct gRPC throughput | p50 − direct p50 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
             for row in data["gateway"]:

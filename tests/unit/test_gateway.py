@@ -136,3 +136,13 @@ def test_routes_exist_only_for_served_pipelines():
     assert {"/v1/embeddings", "/embed", "/similarity", "/health", "/info", "/v1/models", "/metrics"} <= paths
     assert not paths & {"/rerank", "/v1/rerank", "/predict", "/v1/classify", "/v1/extract"}
 
+
+
+def test_cors_allows_only_the_configured_origins():
+    with client(StuckBackend(), cors_origins=["https://app.example"]) as c:
+        preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type"}
+        ok = c.options("/v1/embeddings", headers=preflight)
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+        other = c.options("/v1/embeddings", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
