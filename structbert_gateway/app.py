@@ -69,6 +69,8 @@ def create_app(options: GatewayOptions, served: set[str], repo: RepositoryInfo |
                 dims = await asyncio.wait_for(gw.backend.output_dims(api.TEXT_EMBEDDING.name,
                                                                      api.TEXT_EMBEDDING.outputs[0]), 10)
                 gw.hidden = dims[-1] if dims and dims[-1] > 0 else None
+        for model in served:  # load the tokenizers now, not on the first request
+            repo.tokenizer(model)
         app.state.gateway = gw
         log.info("gateway serving %s against Triton %s", ", ".join(sorted(served)) or "nothing", options.triton_url)
         yield
