@@ -1,9 +1,10 @@
 """Inference over Triton's KServe v2 HTTP endpoint on plain asyncio connections (keep-alive, a small
 pool): no client threads, outputs in Triton's binary tensor extension (exact float32).
 
-An alternative to gRPC (``--triton-protocol http``): measured here, a gRPC call through ``grpc.aio``
-costs about 1.0 ms of CPU and this one 0.3 ms, with a p50 0.6-1.2 ms lower (grpc's completion-queue
-thread hands every answer to the event loop; on a busy 2-core machine that hand-off is what costs).
+An alternative to gRPC (``--triton-protocol http``): measured here in isolation, a call through
+``grpc.aio`` costs about 1.0 ms of CPU and this one 0.3 ms, with a p50 0.6-1.2 ms lower (grpc's
+completion-queue thread hands every answer to the event loop; on a busy 2-core machine that hand-off
+is what costs). ``python -m structbert_bench.gateway_cost`` measures the whole gateway both ways.
 """
 
 from __future__ import annotations

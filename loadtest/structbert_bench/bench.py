@@ -152,7 +152,9 @@ def run_bench(cfg: BenchConfig) -> dict:
                "precision": repository_precision(repo) if cfg.repository else cfg.precision,
                "protocol": cfg.protocol, "duration_s": cfg.duration_s,
                "device": cfg.device, "client_processes": cfg.client_processes,
-               "data_dir": str(data_dir), "workloads": {}}
+               "data_dir": str(data_dir), "workloads": {},
+               # other work on the machine: 1-minute load averages at the start and the end of the run
+               "load_average": [round(os.getloadavg()[0], 2)]}
 
     for name in cfg.workloads:  # baselines first, alone on the machine
         w = WORKLOADS[name]
@@ -205,6 +207,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                              WORKLOADS[name].unit, grow["throughput_vs_direct"] or 0, gstats.p50_ms,
                              grow["p50_delta_ms"], gstats.errors)
         results["gpu_memory_mib"] = gpu_memory_by_process(set(process_tree(server.process.pid))) or None
+    results["load_average"].append(round(os.getloadavg()[0], 2))
     files = report.write(results, cfg.out)
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return results

@@ -14,7 +14,9 @@ ROUTE_OF = {"embedding": "POST /v1/embeddings", "similarity": "POST /similarity"
 def markdown(results: dict) -> str:
     lines = [f"# Benchmark: {results['date']}", "",
              f"- command: `{results['command']}`",
-             f"- machine: {results['machine']['summary']}",
+             f"- machine: {results['machine']['summary']}"
+             + (f"; 1-minute load average {results['load_average'][0]} at the start, {results['load_average'][-1]} "
+                "at the end (other work on the machine)" if results.get("load_average") else ""),
              f"- models: {results['models']}; server precision: {results['precision']}; "
              f"client protocol: {results['protocol']}; {results['duration_s']} s per concurrency level", ""]
     gpu = results.get("device") == "cuda"

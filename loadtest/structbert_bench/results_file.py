@@ -88,29 +88,33 @@ def gpu_summary(runs: list[dict], memory_probe: dict | None = None) -> list[str]
     return lines
 
 
-def gateway_section(runs: list[tuple[str, dict, str]]) -> list[str]:
+def gateway_section(runs: list[tuple[str, dict, str]], note: str = "") -> list[str]:
     """The HTTP gateway next to direct gRPC (``bench --gateway``): targets, then each run's tables.
     ``runs``: (file name under results/, results.json, results.md)."""
     lines = ["## HTTP gateway (OpenAI/TEI routes) next to direct gRPC", "",
              "Each concurrency level is measured through the SDK over gRPC and then, right after, through the "
              "gateway (plain HTTP clients, one keep-alive connection each), on the same server in the same run.", "",
-             "| target (CPU, base, same run) | measured | met |", "|---|---|---|"]
+             "| target (CPU, same run) | measured | met |", "|---|---|---|"]
     for _, run, _ in runs:
         via = run.get("gateway", {}).get("triton_protocol", "http")
+        what = f"{run.get('models', '')}, gateway to Triton over {via}"
         for name, data in run["workloads"].items():
             rows = {r["concurrency"]: r for r in data.get("gateway", [])}
             if 32 in rows:
                 ratio = rows[32]["throughput_vs_direct"]
-                lines.append(f"| {name}: gateway throughput at 32 clients >= 0.9x direct gRPC (gateway to Triton over "
-                             f"{via}) | {ratio:.3f}x | {'yes' if ratio >= 0.9 else 'no'} |")
+                lines.append(f"| {name} ({what}): gateway throughput at 32 clients >= 0.9x direct gRPC | "
+                             f"{ratio:.3f}x | {'yes' if ratio >= 0.9 else 'no'} |")
             if 1 in rows:
                 delta = rows[1]["p50_delta_ms"]
-                lines.append(f"| {name}: gateway p50 at 1 client <= direct gRPC p50 + 2 ms (over {via}) | "
+                lines.append(f"| {name} ({what}): gateway p50 at 1 client <= direct gRPC p50 + 2 ms | "
                              f"{delta:+.2f} ms | {'yes' if delta <= 2 else 'no'} |")
     lines.append("")
+    if note:
+        lines += [note, ""]
     for file, run, md in runs:
-        lines += [f"### `{file}`: gateway to Triton over {run.get('gateway', {}).get('triton_protocol', 'http')}", "",
-                  md.split("\n", 2)[2], ""]
+        lines += [f"### `{file}`: {run.get('models', '')}, gateway to Triton over "
+                  f"{run.get('gateway', {}).get('triton_protocol', 'http')}", "",
+                  md.split("\n", 2)[2].replace("\n## ", "\n#### "), ""]
     return lines
 
 
@@ -128,7 +132,8 @@ def copy_gateway_runs(dirs: list[Path], out_dir: Path) -> list[tuple[str, dict, 
     runs = []
     for src in dirs:
         run = json.loads((src / "results.json").read_text())
-        name = f"cpu_gateway_{run.get('gateway', {}).get('triton_protocol', 'http')}.json"
+        size = str(run.get("models", "")).replace("synthetic ", "").replace("/", "_") or "repo"
+        name = f"cpu_gateway_{size}_{run.get('gateway', {}).get('triton_protocol', 'http')}.json"
         shutil.copy(src / "results.json", out_dir / name)
         runs.append((name, run, (src / "results.md").read_text()))
     return runs
@@ -151,6 +156,7 @@ def main() -> None:
     parser.add_argument("--gateway", type=Path, nargs="*", default=[],
                         help="bench --gateway output folders; alone (without --cpu/--int8), only the gateway section "
                              "of RESULTS.md is rewritten")
+    parser.add_argument("--gateway-note", type=Path, default=None, help="a Markdown file: how to read the gateway runs")
     parser.add_argument("--gpu", type=Path, nargs="*", default=[])
     parser.add_argument("--reliability", type=Path, default=None)
     parser.add_argument("--gpu-memory", type=Path, default=None)
@@ -158,7 +164,8 @@ def main() -> None:
     args = parser.parse_args()
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    gateway = gateway_section(copy_gateway_runs(args.gateway, out_dir)) if args.gateway else []
+    note = args.gateway_note.read_text().strip() if args.gateway_note else ""
+    gateway = gateway_section(copy_gateway_runs(args.gateway, out_dir), note) if args.gateway else []
     if args.cpu is None or args.int8 is None:
         if not gateway:
             parser.error("--cpu and --int8 are required (or --gateway alone)")
