@@ -55,12 +55,29 @@ class RestartPolicy:
 
 
 def supervise(server, *, policy: RestartPolicy, stop, check_stubs: bool = True, poll_s: float = 1.0,
-              startup_timeout_s: float = 300.0, on_restart: Callable[[str], None] | None = None) -> None:
+              startup_timeout_s: float = 300.0, on_restart: Callable[[str], None] | None = None,
+              gateway=None, gateway_policy: RestartPolicy | None = None) -> None:
     """Watch a started :class:`~structbert_serving.embedded_server.EmbeddedServer` until ``stop``
-    (a ``threading.Event``) is set; restart it when it exits or loses a stub. Raises
-    :class:`CrashLoopError` when restarts do not help, ``ServerError`` when a restart fails."""
-    started = time.monotonic()
+    (a ``threading.Event``) is set; restart it when it exits or loses a stub. ``gateway`` (a started
+    :class:`~structbert_gateway.process.GatewayProcess`, optional) is restarted when it exits, under
+    its own ``gateway_policy``; it outlives tritonserver restarts (its gRPC channels reconnect).
+    Raises :class:`CrashLoopError` when restarts do not help, ``ServerError`` (``GatewayError``)
+    when a restart fails."""
+    started = gateway_started = time.monotonic()
+    gateway_policy = gateway_policy or RestartPolicy(max_restarts=policy.max_restarts, window_s=policy.window_s)
     while not stop.wait(poll_s):
+        if gateway is not None and gateway.process.poll() is not None:
+            reason = f"the gateway exited with code {gateway.process.returncode}"
+            log.error("%s:\n%s", reason, gateway.log_tail(10))
+            delay = gateway_policy.next_delay(reason, time.monotonic() - gateway_started)
+            log.error("restarting the gateway in %.1f s", delay)
+            gateway.stop()
+            if stop.wait(delay):
+                return
+            gateway.start(timeout_s=startup_timeout_s)
+            gateway_started = time.monotonic()
+            if on_restart:
+                on_restart(reason)
         reason = None
         if server.process.poll() is not None:
             reason = f"tritonserver exited with code {server.process.returncode}"

@@ -84,6 +84,15 @@ def _serve_parser(sub) -> None:
     p.add_argument("--max-restarts", type=int, default=5,
                    help="give up (exit 1) after this many restarts within --restart-window-s")
     p.add_argument("--restart-window-s", type=float, default=300.0)
+    g = p.add_argument_group("HTTP gateway (OpenAI/TEI-compatible routes; structbert_gateway)")
+    g.add_argument("--no-gateway", dest="gateway", action="store_false", help="do not start the HTTP gateway")
+    g.add_argument("--gateway-port", type=int, default=8080)
+    g.add_argument("--gateway-api-key-env", default=None, metavar="VAR",
+                   help="the gateway requires 'Authorization: Bearer $VAR' (off by default)")
+    g.add_argument("--gateway-cors-origin", action="append", default=[], metavar="ORIGIN",
+                   help="let browsers call the gateway from this origin (repeat)")
+    g.add_argument("--gateway-max-client-batch", type=int, default=None, help="texts per HTTP request")
+    g.add_argument("--gateway-max-body-bytes", type=int, default=None, help="HTTP request body limit")
     p.add_argument("server_args", nargs=argparse.REMAINDER, help="extra tritonserver flags after --")
 
 
@@ -107,6 +116,11 @@ def _bench_parser(sub) -> None:
                    help="cuda: TorchScript artifacts traced on the GPU (use --precision fp16), baseline PyTorch "
                         "eager FP16 on the same GPU; the report adds GPU utilisation and memory per process")
     p.add_argument("--attention", choices=ATTENTIONS, default="eager")
+    p.add_argument("--gateway", action="store_true",
+                   help="also measure every workload through the HTTP gateway, right after direct gRPC at each "
+                        "concurrency (throughput ratio and p50 difference in the report)")
+    p.add_argument("--gateway-protocol", choices=("http", "grpc"), default="http",
+                   help="how the benchmarked gateway reaches Triton (its --triton-protocol)")
     p.add_argument("--client-processes", type=int, default=1,
                    help="spread the clients over this many processes (one Python client process tops out at a "
                         "few thousand requests/s: use 4-8 against a GPU)")
@@ -120,7 +134,8 @@ def cmd_bench(args) -> int:
                       concurrency=[int(c) for c in args.concurrency.split(",")], duration_s=args.duration_s,
                       baseline_duration_s=args.baseline_duration_s, data_dir=args.data_dir, protocol=args.protocol,
                       encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
-                      device=args.device, attention=args.attention, client_processes=args.client_processes)
+                      device=args.device, attention=args.attention, client_processes=args.client_processes,
+                      gateway=args.gateway, gateway_protocol=args.gateway_protocol)
     if cfg.device == "cuda" and cfg.precision == "int8":
         print("error: INT8 is an ONNX Runtime CPU artifact; use --precision fp16 on a GPU", file=sys.stderr)
         return 2
@@ -152,7 +167,26 @@ def cmd_export(args) -> int:
     return 0
 
 
+def _gateway(args, server):
+    """The HTTP gateway in front of ``server`` (started by ``serve`` unless ``--no-gateway``)."""
+    from structbert_gateway.process import GatewayProcess
+
+    extra: list[str] = []
+    if args.gateway_api_key_env:
+        extra += ["--api-key-env", args.gateway_api_key_env]
+    for origin in args.gateway_cors_origin:
+        extra += ["--cors-origin", origin]
+    if args.gateway_max_client_batch:
+        extra += ["--max-client-batch", str(args.gateway_max_client_batch)]
+    if args.gateway_max_body_bytes:
+        extra += ["--max-body-bytes", str(args.gateway_max_body_bytes)]
+    log_file = args.log_file.with_name(args.log_file.name + ".gateway") if args.log_file else None
+    return GatewayProcess(server.grpc_url, args.model_repository.resolve(), triton_http_url=server.http_url,
+                          host=args.host, port=args.gateway_port, extra_args=extra, log_file=log_file)
+
+
 def cmd_serve(args) -> int:
+    from structbert_gateway.process import GatewayError
     from structbert_serving.embedded_server import EmbeddedServer, ServerError, restricted_api_flags
     from structbert_serving.supervisor import CrashLoopError, RestartPolicy, supervise
 
@@ -171,21 +205,39 @@ def cmd_serve(args) -> int:
     except ServerError as exc:
         print(f"error: the server did not come up.\n{exc}", file=sys.stderr)
         return 1
+    gateway = _gateway(args, server) if args.gateway else None
+    if gateway is not None:
+        if args.gateway_api_key_env and not os.environ.get(args.gateway_api_key_env):
+            server.stop()
+            print(f"error: --gateway-api-key-env {args.gateway_api_key_env}: that environment variable is empty",
+                  file=sys.stderr)
+            return 2
+        try:
+            gateway.start(timeout_s=args.startup_timeout_s)
+        except GatewayError as exc:
+            server.stop()
+            print(f"error: the HTTP gateway did not come up (--no-gateway to serve without it).\n{exc}",
+                  file=sys.stderr)
+            return 1
     print(f"tritonserver ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}\n"
-          f"log: {server.log_file}  (Ctrl-C to stop)", flush=True)
+          + (f"gateway ready: {gateway.url}/v1/embeddings (OpenAI), /embed (TEI), /docs\n" if gateway else "")
+          + f"log: {server.log_file}  (Ctrl-C to stop)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window_s)
     try:
         supervise(server, policy=policy, stop=stop, check_stubs=args.supervise,
-                  startup_timeout_s=args.startup_timeout_s,
-                  on_restart=lambda reason: print(f"tritonserver restarted ({reason}): HTTP {server.http_url}  "
-                                                  f"gRPC {server.grpc_url}", flush=True))
-    except (CrashLoopError, ServerError) as exc:
+                  startup_timeout_s=args.startup_timeout_s, gateway=gateway,
+                  on_restart=lambda reason: print(
+                      f"gateway restarted ({reason}): {gateway.url}" if reason.startswith("the gateway") else
+                      f"tritonserver restarted ({reason}): HTTP {server.http_url}  gRPC {server.grpc_url}", flush=True))
+    except (CrashLoopError, ServerError, GatewayError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     finally:
+        if gateway is not None:
+            gateway.stop()
         server.stop()
     return 0
 

@@ -122,3 +122,13 @@ def tiny_client(tiny_server, protocol):
     client = make_client(tiny_server, protocol)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def tiny_gateway(tiny_server, tiny_repo):
+    """The HTTP gateway (a real uvicorn process) in front of ``tiny_server``."""
+    from structbert_gateway.process import GatewayProcess
+
+    with GatewayProcess(tiny_server.grpc_url, tiny_repo, triton_http_url=tiny_server.http_url,
+                        extra_args=["--max-client-batch", "64", "--max-body-bytes", "1000000"]) as gateway:
+        yield gateway

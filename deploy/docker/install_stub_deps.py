@@ -1,5 +1,5 @@
 """Build step of deploy/Dockerfile: check the base image is the release the facts describe, then
-pip-install the Python-backend models' dependencies pinned by those facts.
+pip-install the Python-backend models' dependencies and the HTTP gateway's, pinned by those facts.
 
     python3 install_stub_deps.py container_release.json
 """
@@ -24,8 +24,9 @@ def main(path: str) -> None:
         if found and found != facts[key]:
             sys.exit(f"this image has {env}={found}; the release facts say {facts[key]} (build with "
                      f"--build-arg TRITON_RELEASE={facts['release']}, or update the facts and rerun tests/contract)")
+    gateway = [f"{name}=={version}" for name, version in facts["gateway_packages"].items()]
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-cache-dir", f"numpy=={facts['numpy']}",
-                    f"tokenizers=={facts['tokenizers']}"], check=True)
+                    f"tokenizers=={facts['tokenizers']}", *gateway], check=True)
 
 
 if __name__ == "__main__":

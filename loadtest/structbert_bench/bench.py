@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import report
+from .gateway_client import gateway_worker
 from .gpu_probe import UtilizationSampler, gpu_memory_by_process
-from .measure import RssSampler, closed_loop_processes, process_tree, summarise
+from .measure import RssSampler, closed_loop, closed_loop_processes, process_tree, summarise
 from .workloads import WORKLOADS, default_data_dir, payloads, sdk_worker
 
 log = logging.getLogger("structbert_bench")
@@ -44,6 +45,9 @@ class BenchConfig:
     attention: str = "eager"
     # Python clients share a GIL: a GPU server needs several client processes to be saturated
     client_processes: int = 1
+    # also measure every workload through the HTTP gateway (structbert_gateway), next to direct gRPC
+    gateway: bool = False
+    gateway_protocol: str = "http"  # how the gateway reaches Triton (its --triton-protocol)
 
 
 def machine_info() -> dict:
@@ -127,6 +131,13 @@ def run_baseline(name: str, checkpoint: Path, cfg: BenchConfig, data_dir: Path) 
     return stats
 
 
+def _gateway(server, repo: Path, protocol: str):
+    from structbert_gateway.process import GatewayProcess
+
+    return GatewayProcess(server.grpc_url, repo, triton_http_url=server.http_url,
+                          extra_args=["--triton-protocol", protocol])
+
+
 def run_bench(cfg: BenchConfig) -> dict:
     from structbert_serving.embedded_server import EmbeddedServer
 
@@ -141,7 +152,9 @@ def run_bench(cfg: BenchConfig) -> dict:
                "precision": repository_precision(repo) if cfg.repository else cfg.precision,
                "protocol": cfg.protocol, "duration_s": cfg.duration_s,
                "device": cfg.device, "client_processes": cfg.client_processes,
-               "data_dir": str(data_dir), "workloads": {}}
+               "data_dir": str(data_dir), "workloads": {},
+               # other work on the machine: 1-minute load averages at the start and the end of the run
+               "load_average": [round(os.getloadavg()[0], 2)]}
 
     for name in cfg.workloads:  # baselines first, alone on the machine
         w = WORKLOADS[name]
@@ -150,8 +163,11 @@ def run_bench(cfg: BenchConfig) -> dict:
                                       "baseline": run_baseline(name, checkpoint_of(repo, w.task), cfg, data_dir),
                                       "server": []}
 
-    with EmbeddedServer(repo) as server:
+    with EmbeddedServer(repo) as server, contextlib.ExitStack() as stack:
         url = server.grpc_url if cfg.protocol == "grpc" else server.http_url
+        gateway = stack.enter_context(_gateway(server, repo, cfg.gateway_protocol)) if cfg.gateway else None
+        if gateway is not None:
+            results["gateway"] = {"url": gateway.url, "triton_protocol": cfg.gateway_protocol}
         for name in cfg.workloads:
             items = payloads(name, data_dir, 4000, seed=1)
             warm = sdk_worker(url, cfg.protocol, name)()
@@ -160,6 +176,10 @@ def run_bench(cfg: BenchConfig) -> dict:
             results["workloads"][name]["first_request_ms"] = round((time.perf_counter() - t0) * 1000, 1)
             for p in items[1:8]:
                 warm(p)
+            if gateway is not None:
+                warm_gateway = gateway_worker(gateway.url, name)()
+                for p in items[1:8]:
+                    warm_gateway(p)
             base = results["workloads"][name]["baseline"]
             for concurrency in cfg.concurrency:
                 log.info("server %s at concurrency %d ...", name, concurrency)
@@ -174,7 +194,20 @@ def run_bench(cfg: BenchConfig) -> dict:
                 log.info("  %.2f %s/s, p50 %.1f ms, p99 %.1f ms, errors %d, x%.2f baseline%s", stats.rps,
                          WORKLOADS[name].unit, stats.p50_ms, stats.p99_ms, stats.errors, row["throughput_ratio"] or 0,
                          f", GPU {util.mean}% busy" if util.mean is not None else "")
+                if gateway is not None:  # the same load through the gateway, right after: one run, one machine
+                    log.info("gateway %s at concurrency %d ...", name, concurrency)
+                    with RssSampler(gateway.process.pid) as grss:
+                        gstats = closed_loop(gateway_worker(gateway.url, name), items, concurrency=concurrency,
+                                             duration_s=cfg.duration_s)
+                    grow = {"concurrency": concurrency, **gstats.as_dict(), "peak_rss_mb": grss.peak_mb,
+                            "throughput_vs_direct": round(gstats.rps / stats.rps, 3) if stats.rps else None,
+                            "p50_delta_ms": round(gstats.p50_ms - stats.p50_ms, 2)}
+                    results["workloads"][name].setdefault("gateway", []).append(grow)
+                    log.info("  gateway: %.2f %s/s (x%.3f direct gRPC), p50 %.1f ms (%+.2f ms), errors %d", gstats.rps,
+                             WORKLOADS[name].unit, grow["throughput_vs_direct"] or 0, gstats.p50_ms,
+                             grow["p50_delta_ms"], gstats.errors)
         results["gpu_memory_mib"] = gpu_memory_by_process(set(process_tree(server.process.pid))) or None
+    results["load_average"].append(round(os.getloadavg()[0], 2))
     files = report.write(results, cfg.out)
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return results

@@ -7,12 +7,16 @@ import logging
 from pathlib import Path
 
 log = logging.getLogger("structbert_bench")
+ROUTE_OF = {"embedding": "POST /v1/embeddings", "similarity": "POST /similarity", "pair": "POST /predict",
+            "zero_shot": "POST /v1/classify", "uie": "POST /v1/extract"}
 
 
 def markdown(results: dict) -> str:
     lines = [f"# Benchmark: {results['date']}", "",
              f"- command: `{results['command']}`",
-             f"- machine: {results['machine']['summary']}",
+             f"- machine: {results['machine']['summary']}"
+             + (f"; 1-minute load average {results['load_average'][0]} at the start, {results['load_average'][-1]} "
+                "at the end (other work on the machine)" if results.get("load_average") else ""),
              f"- models: {results['models']}; server precision: {results['precision']}; "
              f"client protocol: {results['protocol']}; {results['duration_s']} s per concurrency level", ""]
     gpu = results.get("device") == "cuda"
@@ -35,6 +39,17 @@ def markdown(results: dict) -> str:
                 f"| server | {row['concurrency']} | {row['rps']:.2f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
                 f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} |{busy} {row['throughput_ratio']:.2f} | "
                 f"{row['p50_ratio']:.2f} |")
+        if data.get("gateway"):
+            via = results.get("gateway", {}).get("triton_protocol", "http")
+            lines += ["", f"Through the HTTP gateway ({ROUTE_OF.get(name, '')}, plain HTTP clients; gateway to Triton "
+                          f"over {via}), measured right after each direct gRPC level above:", "",
+                      f"| run | concurrency | {unit}/s | p50 ms | p95 ms | p99 ms | errors | gateway peak RSS MB | "
+                      "× direct gRPC throughput | p50 − direct p50 (ms) |", "|---|---|---|---|---|---|---|---|---|---|"]
+            for row in data["gateway"]:
+                lines.append(
+                    f"| gateway | {row['concurrency']} | {row['rps']:.2f} | {row['p50_ms']:.1f} | {row['p95_ms']:.1f} | "
+                    f"{row['p99_ms']:.1f} | {row['errors']} | {row['peak_rss_mb']:.0f} | {row['throughput_vs_direct']:.3f} | "
+                    f"{row['p50_delta_ms']:+.2f} |")
         lines += ["", f"First request after the server was ready: {data.get('first_request_ms')} ms."]
         if gpu and base.get("gpu_reserved_mib"):
             lines.append(f"Baseline GPU memory reserved by PyTorch: {base['gpu_reserved_mib']:.0f} MiB.")

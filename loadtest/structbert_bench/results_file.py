@@ -89,6 +89,57 @@ def gpu_summary(runs: list[dict], memory_probe: dict | None = None) -> list[str]
     return lines
 
 
+def gateway_section(runs: list[tuple[str, dict, str]], note: str = "") -> list[str]:
+    """The HTTP gateway next to direct gRPC (``bench --gateway``): targets, then each run's tables.
+    ``runs``: (file name under results/, results.json, results.md)."""
+    lines = ["## HTTP gateway (OpenAI/TEI routes) next to direct gRPC", "",
+             "Each concurrency level is measured through the SDK over gRPC and then, right after, through the "
+             "gateway (plain HTTP clients, one keep-alive connection each), on the same server in the same run.", "",
+             "| target (CPU, same run) | measured | met |", "|---|---|---|"]
+    for _, run, _ in runs:
+        via = run.get("gateway", {}).get("triton_protocol", "http")
+        what = f"{run.get('models', '')}, gateway to Triton over {via}"
+        for name, data in run["workloads"].items():
+            rows = {r["concurrency"]: r for r in data.get("gateway", [])}
+            if 32 in rows:
+                ratio = rows[32]["throughput_vs_direct"]
+                lines.append(f"| {name} ({what}): gateway throughput at 32 clients >= 0.9x direct gRPC | "
+                             f"{ratio:.3f}x | {'yes' if ratio >= 0.9 else 'no'} |")
+            if 1 in rows:
+                delta = rows[1]["p50_delta_ms"]
+                lines.append(f"| {name} ({what}): gateway p50 at 1 client <= direct gRPC p50 + 2 ms | "
+                             f"{delta:+.2f} ms | {'yes' if delta <= 2 else 'no'} |")
+    lines.append("")
+    if note:
+        lines += [note, ""]
+    for file, run, md in runs:
+        lines += [f"### `{file}`: {run.get('models', '')}, gateway to Triton over "
+                  f"{run.get('gateway', {}).get('triton_protocol', 'http')}", "",
+                  md.split("\n", 2)[2].replace("\n## ", "\n#### "), ""]
+    return lines
+
+
+def replace_section(text: str, title: str, lines: list[str]) -> str:
+    """``text`` with its section ``title`` (up to the next ``## ``) replaced by ``lines``, or appended."""
+    head, sep, rest = text.partition(title)
+    if not sep:
+        return text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
+    following = rest.find("\n## ")
+    tail = rest[following + 1:] if following >= 0 else ""
+    return head + "\n".join(lines) + "\n" + ("\n" + tail if tail else "")
+
+
+def copy_gateway_runs(dirs: list[Path], out_dir: Path) -> list[tuple[str, dict, str]]:
+    runs = []
+    for src in dirs:
+        run = json.loads((src / "results.json").read_text())
+        size = str(run.get("models", "")).replace("synthetic ", "").replace("/", "_") or "repo"
+        name = f"cpu_gateway_{size}_{run.get('gateway', {}).get('triton_protocol', 'http')}.json"
+        shutil.copy(src / "results.json", out_dir / name)
+        runs.append((name, run, (src / "results.md").read_text()))
+    return runs
+
+
 def memory_row(upper_bound: float, probe: dict | None) -> tuple[str, str, bool]:
     label = "GPU memory per base model <= 0.6 GB"
     if not probe:
@@ -133,6 +184,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--cpu", type=Path)
     parser.add_argument("--int8", type=Path)
+    parser.add_argument("--gateway", type=Path, nargs="*", default=[],
+                        help="bench --gateway output folders; alone (without --cpu/--int8), only the gateway section "
+                             "of RESULTS.md is rewritten")
+    parser.add_argument("--gateway-note", type=Path, default=None, help="a Markdown file: how to read the gateway runs")
     parser.add_argument("--gpu", type=Path, nargs="*", default=[])
     parser.add_argument("--reliability", type=Path, default=None)
     parser.add_argument("--gpu-memory", type=Path, default=None)
@@ -152,6 +207,15 @@ def main() -> None:
         return
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
+    note = args.gateway_note.read_text().strip() if args.gateway_note else ""
+    gateway = gateway_section(copy_gateway_runs(args.gateway, out_dir), note) if args.gateway else []
+    if args.cpu is None or args.int8 is None:
+        if not gateway:
+            parser.error("--cpu and --int8 are required (or --gateway alone)")
+        path = HERE / "RESULTS.md"
+        path.write_text(replace_section(path.read_text(), gateway[0], gateway))
+        print(path)
+        return
     fp32 = json.loads((args.cpu / "results.json").read_text())
     int8 = json.loads((args.int8 / "results.json").read_text())
     for src, name in ((args.cpu, "cpu_fp32"), (args.int8, "cpu_int8")):
@@ -185,6 +249,7 @@ def main() -> None:
         if args.overload.resolve() != (out_dir / "overload.json").resolve():
             shutil.copy(args.overload, out_dir / "overload.json")
         parts += ["## Overload", "", *markdown(json.loads(args.overload.read_text())), ""]
+    parts += gateway
     if args.reliability and args.reliability.is_file():
         parts += ["## Reliability", "", "```json", args.reliability.read_text(), "```", ""]
     if overhead:

@@ -65,6 +65,27 @@ def test_kustomize_renders_valid_manifests(overlay):
     assert hpa["spec"]["metrics"][0]["pods"]["metric"]["name"] == "triton_queue_compute_ratio"
     if overlay == "overlays/production":
         assert deployment["spec"]["replicas"] == 2 and hpa["spec"]["maxReplicas"] == 16
+    check_gateway_container(deployment, resources)
+
+
+def check_gateway_container(deployment: dict, resources: list[dict]) -> None:
+    """The HTTP gateway runs beside triton in the pod: same image, its own command, probes on /health."""
+    containers = {c["name"]: c for c in deployment["spec"]["template"]["spec"]["containers"]}
+    gateway = containers["gateway"]
+    assert gateway["image"] == containers["triton"]["image"]
+    assert gateway["command"] == ["python3", "-m", "structbert_gateway"]
+    args = set(gateway["args"])
+    assert {"--triton-url=127.0.0.1:8001", "--triton-http-url=127.0.0.1:8000", "--repository=/models",
+            "--host=0.0.0.0", "--port=8080"} <= args
+    assert gateway["ports"] == [{"name": "gateway", "containerPort": 8080}]
+    for probe in ("startupProbe", "readinessProbe"):
+        assert gateway[probe]["httpGet"] == {"path": "/health", "port": "gateway"}
+    assert gateway["livenessProbe"]["tcpSocket"]["port"] == "gateway"
+    assert {"mountPath": "/models", "name": "models", "readOnly": True} in gateway["volumeMounts"]
+    service = next(r for r in resources if r["kind"] == "Service" and r["metadata"]["name"] == "structbert-triton")
+    assert {"name": "gateway", "port": 8080, "targetPort": "gateway"} in service["spec"]["ports"]
+    monitor = next(r for r in resources if r["kind"] == "ServiceMonitor")
+    assert {"port": "gateway-metrics", "path": "/metrics", "interval": "10s"} in monitor["spec"]["endpoints"]
 
 
 def test_kserve_example_is_well_formed():
@@ -117,6 +138,27 @@ def test_compose_structure():
     assert "/v2/health/ready" in check and "structbert_serving.stub_health" in check
     prometheus = yaml.safe_load((DEPLOY / "prometheus/prometheus.yml").read_text())
     assert prometheus["scrape_configs"][0]["static_configs"][0]["targets"] == ["triton:8002"]
+    gateway = compose["services"]["gateway"]
+    assert gateway["image"] == triton["image"] and gateway["entrypoint"] == ["python3", "-m", "structbert_gateway"]
+    assert {"--triton-url=triton:8001", "--triton-http-url=triton:8000", "--repository=/models"} <= set(gateway["command"])
+    assert gateway["ports"] == ["8080:8080"] and "/health" in " ".join(gateway["healthcheck"]["test"])
+    assert gateway["depends_on"]["triton"]["condition"] == "service_healthy"
+    jobs = {job["job_name"]: job["static_configs"][0]["targets"] for job in prometheus["scrape_configs"]}
+    assert jobs["gateway"] == ["gateway:8080"]
+
+
+def test_image_carries_the_gateway():
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    assert "COPY structbert_gateway ./structbert_gateway" in dockerfile
+    assert "8080" in dockerfile.split("EXPOSE", 1)[1].splitlines()[0]
+    import tomllib
+
+    extra = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())["project"]["optional-dependencies"]["gateway"]
+    from structbert_export.container import facts
+
+    assert "install_stub_deps.py" in dockerfile  # installs the facts' gateway_packages
+    pinned = {re.split(r"[\[=<>]", d)[0] for d in facts()["gateway_packages"]}
+    assert {re.split(r"[\[=<>]", d)[0] for d in extra} - {"tokenizers"} <= pinned  # the extra's deps are in the image
 
 
 def flags_in(script: str) -> set[str]:

@@ -85,13 +85,13 @@ def test_perf_analyzer_runs_with_the_real_text_inputs(tiny_server):
 @pytest.mark.slow
 def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
     """The bench command end to end on a tiny repository: baseline (on the repository's own
-    checkpoints) and server in one run, clients in two processes, a report with ratios,
-    first-request latency and plots."""
+    checkpoints) and server in one run, clients in two processes, the HTTP gateway next to direct
+    gRPC, a report with ratios, first-request latency and plots."""
     out = tmp_path / "bench"
     run = subprocess.run([sys.executable, "-m", "structbert_triton", "bench", "--repository", str(tiny_repo),
                           "--workloads",
                           "similarity", "--concurrency", "1,4", "--duration-s", "2", "--baseline-duration-s", "2",
-                          "--client-processes", "2", "--data-dir", str(DATA), "--out", str(out)],
+                          "--client-processes", "2", "--data-dir", str(DATA), "--out", str(out), "--gateway"],
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -101,7 +101,12 @@ def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
     for row in data["server"]:
         assert row["errors"] == 0 and row["rps"] > 0 and row["throughput_ratio"] > 0
     assert results["client_processes"] == 2 and results["device"] == "cpu"
-    assert (out / "throughput.png").is_file() and "× baseline" in (out / "results.md").read_text()
+    assert [r["concurrency"] for r in data["gateway"]] == [1, 4]
+    for row in data["gateway"]:
+        assert row["errors"] == 0 and row["rps"] > 0 and row["throughput_vs_direct"] > 0
+    assert results["gateway"]["triton_protocol"] == "http"
+    report = (out / "results.md").read_text()
+    assert (out / "throughput.png").is_file() and "× baseline" in report and "× direct gRPC throughput" in report
 
 
 @pytest.mark.slow

@@ -51,7 +51,8 @@ def test_killed_stub_is_detected_and_serve_restarts_the_server(tiny_repo):
 
     http, grpc = free_port(), free_port()
     serve = subprocess.Popen([sys.executable, "-m", "structbert_triton", "serve", "--model-repository", str(tiny_repo),
-                              "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(free_port())],
+                              "--http-port", str(http), "--grpc-port", str(grpc), "--metrics-port", str(free_port()),
+                              "--no-gateway"],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         client = StructBertClient(f"127.0.0.1:{grpc}", retries=30, backoff_s=0.2, timeout_s=30)
@@ -108,34 +109,73 @@ def _gone(proc: psutil.Process, timeout_s: float) -> bool:
     return False
 
 
+def _gateway_embeds(url: str, text: str, timeout_s: float = 120.0) -> list[float]:
+    """POST /v1/embeddings until it answers 200 (the gateway or Triton may be restarting)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            response = httpx.post(f"{url}/v1/embeddings", json={"input": text}, timeout=10)
+            if response.status_code == 200:
+                return response.json()["data"][0]["embedding"]
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the gateway at {url} did not answer within {timeout_s} s")
+        time.sleep(0.25)
+
+
+def _child(serve: subprocess.Popen, word: str) -> psutil.Process:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = [p for p in psutil.Process(serve.pid).children() if word in " ".join(p.cmdline())]
+        if found:
+            return found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"serve started no {word}")
+
+
 def test_serve_restarts_an_exited_server_and_leaves_no_orphan(tiny_repo):
-    """tritonserver dies (as with the signal 11 seen under overload): serve starts it again; serve is
-    killed outright: its tritonserver goes too (PR_SET_PDEATHSIG), no orphan holds the ports."""
+    """tritonserver dies (as with the signal 11 seen under overload): serve starts it again, and the
+    HTTP gateway it also runs keeps answering through the restart; the gateway dies: serve starts it
+    again; serve is killed outright: both children go too (PR_SET_PDEATHSIG), no orphan holds the ports."""
     from structbert_serving.embedded_server import free_port
 
-    grpc = free_port()
+    grpc, gateway_port = free_port(), free_port()
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
     serve = subprocess.Popen([sys.executable, "-m", "structbert_triton", "serve", "--model-repository", str(tiny_repo),
                               "--http-port", str(free_port()), "--grpc-port", str(grpc),
-                              "--metrics-port", str(free_port())],
+                              "--metrics-port", str(free_port()), "--gateway-port", str(gateway_port)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         client = StructBertClient(f"127.0.0.1:{grpc}", retries=40, backoff_s=0.25, timeout_s=30)
         text = sample_texts(1)[0]
         first = _tritonserver_of(serve)
         before = client.embed(text)
+        np.testing.assert_allclose(_gateway_embeds(gateway_url, text), before, atol=1e-6)
         killed_at = time.monotonic()
         first.kill()
         np.testing.assert_allclose(client.embed(text), before, atol=1e-6)  # retried until the new server answers
         print(f"\nserver killed: answering again after {time.monotonic() - killed_at:.1f} s")
+        np.testing.assert_allclose(_gateway_embeds(gateway_url, text), before, atol=1e-6)  # same gateway, reconnected
         second = _tritonserver_of(serve)
         assert second.pid != first.pid
-        serve.kill()  # SIGKILL: serve gets no chance to stop its child
+        gateway = _child(serve, "structbert_gateway")
+        gateway.kill()
+        np.testing.assert_allclose(_gateway_embeds(gateway_url, text), before, atol=1e-6)  # restarted by serve
+        new_gateway = _child(serve, "structbert_gateway")
+        assert new_gateway.pid != gateway.pid
+        serve.kill()  # SIGKILL: serve gets no chance to stop its children
         assert _gone(second, timeout_s=30), "tritonserver outlived its parent"
+        assert _gone(new_gateway, timeout_s=30), "the gateway outlived its parent"
     finally:
         if serve.poll() is None:
             serve.kill()
         out, _ = serve.communicate(timeout=60)
     assert "tritonserver exited" in out and "tritonserver restarted" in out
+    # (serve prints "gateway restarted" once the new gateway's /health is 200; serve may be killed first)
+    assert "gateway ready" in out and "restarting the gateway" in out
 
 
 def test_restricted_admin_apis_need_the_key(tiny_repo):

@@ -52,3 +52,55 @@ def test_expected_stubs_reads_instance_groups_only(tmp_path):
     native.mkdir()
     (native / "config.pbtxt").write_text('name: "n"\nplatform: "onnxruntime_onnx"\ninstance_group { count: 3 }\n')
     assert expected_stubs(tmp_path) == {"m": 3}
+
+
+class _Proc:
+    def __init__(self, code=None):
+        self.returncode = code
+
+    def poll(self):
+        return self.returncode
+
+
+class _FakeServer:
+    process = _Proc()
+
+    def missing_stubs(self):
+        return {}
+
+
+class _FakeGateway:
+    def __init__(self, stop, exits: int):
+        self.stop_event, self.exits, self.starts = stop, exits, 0
+        self.process = _Proc(1)  # it has exited
+
+    def log_tail(self, lines=10):
+        return "boom"
+
+    def stop(self):
+        pass
+
+    def start(self, timeout_s):
+        self.starts += 1
+        self.process = _Proc(1 if self.starts < self.exits else None)
+        if self.starts >= self.exits:
+            self.stop_event.set()
+        return self
+
+
+def test_supervise_restarts_an_exited_gateway_and_gives_up_on_a_loop():
+    import threading
+
+    from structbert_serving.supervisor import supervise
+
+    stop = threading.Event()
+    gateway = _FakeGateway(stop, exits=2)
+    reasons = []
+    fast = RestartPolicy(max_restarts=5, backoff_s=0.0, max_backoff_s=0.0)
+    supervise(_FakeServer(), policy=fast, stop=stop, poll_s=0.0, gateway=gateway, gateway_policy=fast,
+              on_restart=reasons.append)
+    assert gateway.starts == 2 and all(r.startswith("the gateway exited with code 1") for r in reasons)
+    loop = _FakeGateway(threading.Event(), exits=100)
+    with pytest.raises(CrashLoopError, match="gateway"):
+        supervise(_FakeServer(), policy=fast, stop=loop.stop_event, poll_s=0.0, gateway=loop,
+                  gateway_policy=RestartPolicy(max_restarts=3, backoff_s=0.0, max_backoff_s=0.0))

@@ -1,0 +1,148 @@
+"""The gateway without a server: error mapping (one place, two body styles), the guard (API key,
+body size, concurrency), token-id refusal, and Triton down / timing out (a real gRPC client to a
+closed port, or a backend that never answers)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from fastapi.testclient import TestClient
+
+from structbert_client import api
+from structbert_gateway.app import create_app
+from structbert_gateway.errors import from_triton, rename_tensors
+from structbert_gateway.options import GatewayOptions
+from structbert_serving.embedded_server import free_port
+
+
+def client(backend=None, **options) -> TestClient:
+    opts = GatewayOptions(triton_url=f"127.0.0.1:{free_port()}", timeout_s=2, **options)  # nothing listens there
+    return TestClient(create_app(opts, set(api.PUBLIC_MODELS), backend=backend))
+
+
+class StuckBackend:
+    """Answers nothing in time: what a hung Triton looks like to the gateway."""
+
+    def __init__(self, error: BaseException | None = None):
+        self.error = error
+
+    async def embed(self, texts, field="input"):
+        if self.error is not None:
+            raise from_triton(self.error)
+        await asyncio.sleep(0.05)
+        raise from_triton(asyncio.TimeoutError())
+
+    async def output_dims(self, model, output):
+        return [-1, 8]
+
+    async def is_ready(self, models, cache_s=0.5):
+        return False
+
+    def forget_readiness(self):
+        pass
+
+
+def test_rename_tensors_gives_the_callers_fields_and_absolute_rows():
+    assert rename_tensors("TEXT[3] is empty or only whitespace", {"TEXT": "input"}, 32) == \
+        "input[35] is empty or only whitespace"
+    assert rename_tensors("SCHEMA is not valid JSON", {"SCHEMA": "schema"}) == "schema is not valid JSON"
+
+
+@pytest.mark.parametrize("message,status,kind", [
+    ("[StatusCode.UNAVAILABLE] Exceeds maximum queue size", "StatusCode.UNAVAILABLE", "overloaded"),
+    ("[StatusCode.UNAVAILABLE] Request timeout expired", "StatusCode.UNAVAILABLE", "overloaded"),
+    ("[StatusCode.UNAVAILABLE] failed to connect to all addresses", "StatusCode.UNAVAILABLE", "unavailable"),
+    ("Stub process 'x' is not healthy.", "StatusCode.INTERNAL", "unavailable"),
+    ("Deadline Exceeded", "StatusCode.DEADLINE_EXCEEDED", "timeout"),
+    ("TEXT[0] is empty", "StatusCode.INVALID_ARGUMENT", "invalid"),
+    ("Request for unknown model", "StatusCode.NOT_FOUND", "unavailable"),
+    ("boom", "StatusCode.INTERNAL", "backend"),
+])
+def test_triton_errors_map_to_one_kind_each(message, status, kind):
+    from tritonclient.utils import InferenceServerException
+
+    assert from_triton(InferenceServerException(message, status=status)).kind == kind
+
+
+def test_triton_down_is_503_in_both_styles_and_health_says_so():
+    with client() as c:
+        openai = c.post("/v1/embeddings", json={"input": "好"})
+        assert openai.status_code == 503 and openai.json()["error"]["type"] == "server_error"
+        assert openai.headers["retry-after"]
+        tei = c.post("/embed", json={"inputs": "好"})
+        assert tei.status_code == 503 and tei.json()["error_type"] == "unhealthy"
+        assert c.get("/health").status_code == 503
+
+
+def test_a_timeout_is_504_and_overload_is_429():
+    from tritonclient.utils import InferenceServerException
+
+    with client(StuckBackend()) as c:
+        response = c.post("/v1/embeddings", json={"input": "好"})
+        assert response.status_code == 504 and response.json()["error"]["code"] == "timeout"
+    refused = InferenceServerException("Exceeds maximum queue size", status="StatusCode.UNAVAILABLE")
+    with client(StuckBackend(refused)) as c:
+        response = c.post("/embed", json={"inputs": "好"})
+        assert response.status_code == 429 and response.json() == {
+            "error": "the server is overloaded, retry later: Exceeds maximum queue size", "error_type": "overloaded"}
+
+
+def test_api_key_is_required_when_set_and_compared_in_constant_time():
+    with client(StuckBackend(), api_key="s3cret") as c:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic s3cret"}):
+            response = c.post("/v1/embeddings", json={"input": "好"}, headers=headers)
+            assert response.status_code == 401 and response.headers["www-authenticate"] == "Bearer"
+            assert response.json()["error"]["code"] == "invalid_api_key"
+        assert c.post("/v1/embeddings", json={"input": "好"}, headers={"Authorization": "Bearer s3cret"}
+                      ).status_code == 504  # through the guard, to the (stuck) backend
+        assert c.get("/health").status_code == 503  # probes need no key
+        assert c.get("/metrics").status_code == 200
+
+
+def test_body_and_batch_limits_are_413_before_any_inference():
+    with client(StuckBackend(), max_body_bytes=1000, max_client_batch=4) as c:
+        big = c.post("/v1/embeddings", json={"input": "好" * 1000})
+        assert big.status_code == 413 and "1000 bytes" in big.json()["error"]["message"]
+        many = c.post("/embed", json={"inputs": ["a"] * 5})
+        assert many.status_code == 413 and many.json()["error_type"] == "validation"
+
+
+def test_token_ids_and_dimensions_are_refused_clearly():
+    with client(StuckBackend()) as c:
+        ids = c.post("/v1/embeddings", json={"input": [101, 872, 102]})
+        assert ids.status_code == 400 and "token-id" in ids.json()["error"]["message"]
+        dims = c.post("/v1/embeddings", json={"input": "好", "dimensions": 4})
+        assert dims.status_code == 400 and dims.json()["error"]["param"] == "dimensions"
+
+
+def test_the_gateways_own_concurrency_limit_refuses_fast():
+    async def scenario():
+        import httpx
+
+        app = create_app(GatewayOptions(triton_url="127.0.0.1:1", max_concurrent_requests=2),
+                         {api.TEXT_EMBEDDING.name}, backend=StuckBackend())
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as c:
+                return await asyncio.gather(*(c.post("/v1/embeddings", json={"input": "好"}) for _ in range(6)))
+    statuses = sorted(r.status_code for r in asyncio.run(scenario()))
+    assert statuses.count(429) == 4 and statuses.count(504) == 2
+
+
+def test_routes_exist_only_for_served_pipelines():
+    app = create_app(GatewayOptions(), {api.TEXT_EMBEDDING.name, api.SENTENCE_SIMILARITY.name})
+    paths = set(app.openapi()["paths"])
+    assert {"/v1/embeddings", "/embed", "/similarity", "/health", "/info", "/v1/models", "/metrics"} <= paths
+    assert not paths & {"/rerank", "/v1/rerank", "/predict", "/v1/classify", "/v1/extract"}
+
+
+
+def test_cors_allows_only_the_configured_origins():
+    with client(StuckBackend(), cors_origins=["https://app.example"]) as c:
+        preflight = {"Origin": "https://app.example", "Access-Control-Request-Method": "POST",
+                     "Access-Control-Request-Headers": "content-type"}
+        ok = c.options("/v1/embeddings", headers=preflight)
+        assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == "https://app.example"
+        other = c.options("/v1/embeddings", headers={**preflight, "Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
