@@ -119,16 +119,6 @@ def gateway_section(runs: list[tuple[str, dict, str]], note: str = "") -> list[s
     return lines
 
 
-def replace_section(text: str, title: str, lines: list[str]) -> str:
-    """``text`` with its section ``title`` (up to the next ``## ``) replaced by ``lines``, or appended."""
-    head, sep, rest = text.partition(title)
-    if not sep:
-        return text.rstrip("\n") + "\n\n" + "\n".join(lines) + "\n"
-    following = rest.find("\n## ")
-    tail = rest[following + 1:] if following >= 0 else ""
-    return head + "\n".join(lines) + "\n" + ("\n" + tail if tail else "")
-
-
 def copy_gateway_runs(dirs: list[Path], out_dir: Path) -> list[tuple[str, dict, str]]:
     runs = []
     for src in dirs:
