@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import export_repo, jsonl, make_client, sample_texts
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]  # the fixture exports four INT8 families
 log = logging.getLogger(__name__)
 
 LABELS = ["书籍", "平板", "手机", "水果", "洗发水", "热水器", "蒙牛", "衣服", "计算机", "酒店"]
