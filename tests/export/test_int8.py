@@ -53,6 +53,7 @@ def test_dynamic_quantisation_depends_on_the_batch_and_fails_validation(tiny_che
     assert report["real_text"]["outputs"]["EMBEDDING"]["alone_vs_batched_min_cosine"] < 0.99999
 
 
+@pytest.mark.timeout(1200)  # calibration + real-text validation; ran past 10 minutes on a loaded 2-core machine
 @pytest.mark.parametrize("task", ["embedding", "pair-classification", "zero-shot", "uie"])
 def test_int8_export_records_calibration_and_real_text_validation(request, tmp_path, cache_root, task):
     fixture = {"embedding": "tiny_checkpoint", "pair-classification": "pair_checkpoint",
