@@ -26,10 +26,10 @@ pytestmark = [
                        reason="STRUCTBERT_ORT_BACKEND_DIR does not name a directory with Triton's onnxruntime "
                               "backend (libtriton_onnxruntime.so) for the embedded server's release"),
 ]
-# FP32 must match the embedded flavour to float rounding; dynamic INT8 quantises activations over
-# the whole batch tensor, and the native entries pad rows to length buckets where the embedded
-# encoder pads per token-budget chunk: the padding shifts the quantisation scale a little.
-TOLERANCE = {"fp32": 1e-5, "int8": 5e-3}
+# Both precisions must match the embedded flavour to float rounding. INT8 is static (fixed activation
+# scales), so the native entries' length-bucket padding cannot move it: measured 8.6e-7 through the
+# r24.10 backend, where the old dynamic quantisation differed by 2.1e-3.
+TOLERANCE = {"fp32": 1e-5, "int8": 1e-5}
 UIE_SCHEMA = {"人物": {"任职": None}, "地理位置": None, "组织机构": None}
 
 
