@@ -13,6 +13,12 @@ from .state import OPENAI_ERRORS, attach_error_models, gateway_of, json_response
 ERRORS = attach_error_models(OPENAI_ERRORS, OpenAIError)
 
 
+def request_fields(model: api.PublicModel, *fields: str) -> dict[str, str]:
+    """The model's wire inputs (required, then optional) -> the request fields they come from, so
+    error messages name what the caller sent."""
+    return dict(zip((*model.inputs, *(n for n, _ in model.optional_inputs)), fields))
+
+
 def router(served: set[str]) -> APIRouter:
     r = APIRouter(tags=["structbert-triton"])
 
@@ -25,9 +31,8 @@ def router(served: set[str]) -> APIRouter:
             texts, _ = gw.texts(body.texts, "texts")
             if not isinstance(body.labels, str) and not body.labels:
                 raise ApiError("invalid", "labels is an empty list; send at least one candidate label", param="labels")
-            fields = dict(zip((*api.ZERO_SHOT_CLASSIFICATION.inputs,
-                               *(n for n, _ in api.ZERO_SHOT_CLASSIFICATION.optional_inputs)),
-                              ("texts", "labels", "hypothesis_template", "multi_label")))
+            fields = request_fields(api.ZERO_SHOT_CLASSIFICATION, "texts", "labels", "hypothesis_template",
+                                    "multi_label")
             results = await gw.backend.classify(texts, body.labels, multi_label=body.multi_label,
                                                 hypothesis_template=body.hypothesis_template, fields=fields)
             return json_response({"object": "list", "model": model, "data": [
@@ -40,9 +45,7 @@ def router(served: set[str]) -> APIRouter:
             gw = gateway_of(request)
             model = gw.model_for(body.model, api.INFORMATION_EXTRACTION.name)
             texts, _ = gw.texts(body.texts, "texts")
-            fields = dict(zip((*api.INFORMATION_EXTRACTION.inputs,
-                               *(n for n, _ in api.INFORMATION_EXTRACTION.optional_inputs)),
-                              ("texts", "schema", "output_all_prefix")))
+            fields = request_fields(api.INFORMATION_EXTRACTION, "texts", "schema", "output_all_prefix")
             paths = await gw.backend.extract(texts, body.schema_, output_all_prefix=body.output_all_prefix,
                                              fields=fields)
             return json_response({"object": "list", "model": model,

@@ -63,21 +63,27 @@ def supervise(server, *, policy: RestartPolicy, stop, check_stubs: bool = True, 
     its own ``gateway_policy``; it outlives tritonserver restarts (its gRPC channels reconnect).
     Raises :class:`CrashLoopError` when restarts do not help, ``ServerError`` (``GatewayError``)
     when a restart fails."""
+    def restart(process, what: str, restart_policy: RestartPolicy, reason: str, since: float) -> bool:
+        """Stop ``process``, wait the policy's delay, start it again; False when ``stop`` came first."""
+        delay = restart_policy.next_delay(reason, time.monotonic() - since)
+        log.error("restarting %s in %.1f s", what, delay)
+        process.stop()
+        if stop.wait(delay):
+            return False
+        process.start(timeout_s=startup_timeout_s)
+        if on_restart:
+            on_restart(reason)
+        return True
+
     started = gateway_started = time.monotonic()
     gateway_policy = gateway_policy or RestartPolicy(max_restarts=policy.max_restarts, window_s=policy.window_s)
     while not stop.wait(poll_s):
         if gateway is not None and gateway.process.poll() is not None:
             reason = f"the gateway exited with code {gateway.process.returncode}"
             log.error("%s:\n%s", reason, gateway.log_tail(10))
-            delay = gateway_policy.next_delay(reason, time.monotonic() - gateway_started)
-            log.error("restarting the gateway in %.1f s", delay)
-            gateway.stop()
-            if stop.wait(delay):
+            if not restart(gateway, "the gateway", gateway_policy, reason, gateway_started):
                 return
-            gateway.start(timeout_s=startup_timeout_s)
             gateway_started = time.monotonic()
-            if on_restart:
-                on_restart(reason)
         reason = None
         if server.process.poll() is not None:
             reason = f"tritonserver exited with code {server.process.returncode}"
@@ -88,12 +94,6 @@ def supervise(server, *, policy: RestartPolicy, stop, check_stubs: bool = True, 
         if reason is None:
             continue
         log.error("%s:\n%s", reason, server.failure_summary(tail=10))
-        delay = policy.next_delay(reason, time.monotonic() - started)
-        log.error("restarting tritonserver in %.1f s", delay)
-        server.stop()
-        if stop.wait(delay):
+        if not restart(server, "tritonserver", policy, reason, started):
             return
-        server.start(timeout_s=startup_timeout_s)
         started = time.monotonic()
-        if on_restart:
-            on_restart(reason)
