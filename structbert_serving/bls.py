@@ -24,6 +24,7 @@ from . import triton_io
 from .encoder import TOKEN_NAMES, RaggedEncoder, encoder_from_params, token_input_specs, warm_up
 from .errors import InputError
 from .params import get_param
+from .runtime import ExclusiveRunner
 from .texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
 from .tokenization import Batch, TextTokenizer, bucket_length
 
@@ -95,11 +96,14 @@ def encoder_settings(params: dict[str, str], default_encoder: str) -> tuple[str,
 def in_process_encoder(args: dict, params: dict[str, str], outputs: Sequence[str], max_rows: int) -> RaggedEncoder:
     """The encoder a public model runs itself (embedded flavour): the artifact named by
     ``encoder_artifact`` (relative to the model repository), set up from the ``encoder_*``
-    parameters export copied from the encoder's config, and warmed up before the model is ready."""
+    parameters export copied from the encoder's config, and warmed up before the model is ready.
+    Runtime calls hold a lock shared by the model's instances (one computes at a time)."""
     path = Path(args["model_repository"]).parent / get_param(params, "encoder_artifact", "")
     inputs = [n for n in get_param(params, "encoder_inputs", ",".join(TOKEN_NAMES)).split(",") if n]
     encoder = encoder_from_params(path, input_names=inputs, output_names=outputs, params=params, max_rows=max_rows,
                                   cpu_instance=args.get("model_instance_kind") == "CPU", prefix="encoder_")
+    # the model's instances take turns on the runtime (runtime.ExclusiveRunner: why two instances)
+    encoder.runner = ExclusiveRunner(encoder.runner, args["model_repository"])
     if get_param(params, "encoder_warmup", True):
         warm_up(encoder, token_input_specs(inputs))
     triton_io.log.info("%s runs %s in process on %s", args.get("model_name"), path.name, encoder.runner.device)
@@ -181,14 +185,8 @@ class TokenPipeline:
             out.append(next((b for b in batches if isinstance(b, Exception)), (batches, p.context)))
         return out
 
-    async def encode(self, pending: list[tuple[list[Batch], object]]) -> list:
-        """Every row of every request through the encoder in one logical call, then ``finish`` per
-        request."""
-        flat = [b for batches, _ in pending for b in batches]
-        if self.local is not None:
-            out = self._encode_here(flat)
-        else:
-            out = await self._encode_remote(flat)
+    def _finish(self, pending: list[tuple[list[Batch], object]], out: np.ndarray) -> list:
+        """``finish`` per request, each on its slice of the encoder output of all rows."""
         results, cursor = [], 0
         for batches, context in pending:
             parts = []
@@ -197,6 +195,14 @@ class TokenPipeline:
                 cursor += len(b.input_ids)
             results.append(triton_io.guarded(self.finish, parts, context))
         return results
+
+    def encode_here(self, pending: list[tuple[list[Batch], object]]) -> list:
+        """Every row of every request through the in-process encoder, then ``finish`` per request."""
+        return self._finish(pending, self._encode_here([b for batches, _ in pending for b in batches]))
+
+    async def encode_remote(self, pending: list[tuple[list[Batch], object]]) -> list:
+        """Every row of every request through the encoder model (BLS), then ``finish`` per request."""
+        return self._finish(pending, await self._encode_remote([b for batches, _ in pending for b in batches]))
 
     def _encode_here(self, flat: list[Batch]) -> np.ndarray:
         """Every row through the in-process encoder (sorted by length, padded once per chunk)."""
@@ -221,7 +227,15 @@ class TokenPipeline:
         return (await infer_rows(self.encoder, feeds, [self.encoder_output], names=self.names,
                                  max_rows=self.max_rows, widths=widths))[self.encoder_output]
 
-    async def execute(self, requests):
+    def execute(self, requests):
+        """The responses, or (BLS) a coroutine of them: the stub runs what ``execute`` returns on its
+        event loop only if it is a coroutine, so the in-process path stays on the calling thread
+        (no hand-off to the loop's thread and back for every batch)."""
         parsed = triton_io.per_request(requests, self.parse)
         tokenised = triton_io.run_valid(parsed, self.tokenise)
-        return triton_io.responses(await triton_io.run_valid_async(tokenised, self.encode), self.dtypes)
+        if self.local is not None:
+            return triton_io.responses(triton_io.run_valid(tokenised, self.encode_here), self.dtypes)
+        return self._respond_remote(tokenised)
+
+    async def _respond_remote(self, tokenised: list) -> list:
+        return triton_io.responses(await triton_io.run_valid_async(tokenised, self.encode_remote), self.dtypes)

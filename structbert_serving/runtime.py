@@ -6,8 +6,10 @@ path that is validated is the one that serves.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -107,6 +109,31 @@ class TorchScriptRunner:
         if not isinstance(out, (tuple, list)):
             out = (out,)
         return {n: t.float().cpu().numpy() for n, t in zip(self.output_names, out)}
+
+
+class ExclusiveRunner:
+    """A runner whose calls exclude each other across processes: every process that wraps a runner
+    with the same ``lock_path`` (an existing file or directory; ``flock`` on it) runs one call at a
+    time. The instances of an embedded public model lock their model directory: Triton 2.51's
+    batcher needs an idle instance to hand the next batch to (it is not woken when a busy one frees
+    up), and two sessions running at once on the same cores only slow each other down. While one
+    instance computes, the other decodes, tokenises and answers."""
+
+    def __init__(self, runner: Runner, lock_path: str | Path):
+        self.runner = runner
+        self._fd = os.open(lock_path, os.O_RDONLY)
+        self._threads = threading.Lock()  # flock does not exclude threads sharing one descriptor
+
+    def __getattr__(self, name: str):
+        return getattr(self.runner, name)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with self._threads:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                return self.runner.run(feeds)
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
 
 
 def load_runner(path: str | Path, *, input_names: list[str], output_names: list[str], device: str = "auto",

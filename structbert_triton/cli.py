@@ -21,6 +21,7 @@ from structbert_export.choices import (
     SYNTHETIC_SIZES,
     TASKS,
 )
+from structbert_export.repository import ServingOptions
 
 log = logging.getLogger("structbert_triton")
 
@@ -54,8 +55,9 @@ def _export_parser(sub) -> None:
     p.add_argument("--bls-encoders", dest="encoder_in_process", action="store_false",
                    help="embedded flavour: public models call their encoder model through BLS (as the native "
                         "flavour does) instead of running its artifact in their own stub")
-    p.add_argument("--public-instances", type=int, default=1,
-                   help="embedded flavour: instances of a public model that runs its encoder in process")
+    p.add_argument("--public-instances", type=int, default=ServingOptions.in_process_instances,
+                   help="embedded flavour: instances of a public model that runs its encoder in process "
+                        "(they take turns on the runtime; the second keeps one idle for Triton's batcher)")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
     p.add_argument("--attention", choices=ATTENTIONS, default="eager",
                    help="eager (default; what ONNX Runtime's fusions need) or sdpa (PyTorch's fused attention, "
@@ -146,7 +148,6 @@ def cmd_bench(args) -> int:
 
 def cmd_export(args) -> int:
     from structbert_export.checkpoint import CheckpointError
-    from structbert_export.repository import ServingOptions
     from structbert_export.tasks import ExportRequest, run_export
     from structbert_export.validation import ValidationError
 

@@ -43,7 +43,11 @@ class ServingOptions:
     # encoder's artifact in their own stub instead of calling the encoder model through BLS (one
     # stub round trip and two shared-memory copies less per batch; see loadtest/RESULTS.md)
     encoder_in_process: bool = True
-    in_process_instances: int = 1
+    # two instances, taking turns on the runtime (structbert_serving.runtime.ExclusiveRunner): with a
+    # bounded queue, Triton 2.51's batcher hands a batch only to an idle instance and is not woken
+    # when a busy one frees up, so with one instance requests that arrive while it computes can
+    # sleep up to 500 ms (see compute_admission_batching; measured in loadtest/RESULTS.md)
+    in_process_instances: int = 2
     # a model that computes batches what queued while it was busy: waiting for more only adds latency
     in_process_queue_delay_us: int = 0
 
@@ -59,11 +63,15 @@ def admission_batching(opts: ServingOptions) -> dict:
 def compute_admission_batching(opts: ServingOptions) -> dict:
     """Admission control of a public model that computes itself (embedded flavour, encoder in
     process): a bounded queue only (a full queue refuses at once with UNAVAILABLE), **no queue
-    timeout**. In Triton 2.51 a queue timeout (or ``allow_timeout_override``) sends the batcher into
-    a wait for a free instance that can miss the instance's wake-up and sleep up to 500 ms
-    (measured on text_embedding at one client: p99 522-559 ms and 16-38 ms mean queueing with the
-    timeout, 149-220 ms p99 and 2 ms queueing with ``max_queue_size`` alone; loadtest/RESULTS.md).
-    Clients bound their own wait (the SDK's ``timeout_s``)."""
+    timeout**; clients bound their own wait (the SDK's ``timeout_s``).
+
+    Why it needs two instances (``in_process_instances``): in Triton 2.51 (core r24.10,
+    ``dynamic_batch_scheduler.cc``) any ``default_queue_policy`` turns off payload prefetching, so
+    the batcher forms a batch only while an instance is idle, and nothing wakes it when a busy
+    instance frees up (``RateLimiter::DequeuePayload`` does not notify it): requests that arrived
+    meanwhile wait for the next arrival or the batcher's 500 ms timeout. A second instance is idle
+    while the first computes (text_embedding, MiniLM, 8 clients: 47 texts/s with one instance,
+    79 with two, 73 without any policy; loadtest/RESULTS.md)."""
     return {"max_queue_delay_microseconds": opts.in_process_queue_delay_us,
             "default_queue_policy": {"max_queue_size": opts.max_queue_size}}
 

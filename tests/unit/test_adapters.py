@@ -50,7 +50,8 @@ def write_model(tmp_path, checkpoint_dir, public: str, family: str, *, opts: Ser
 
 
 def run(model, requests):
-    return asyncio.run(model.execute(requests))
+    result = model.execute(requests)  # like the stub: a coroutine runs on an event loop, a list is the answer
+    return asyncio.run(result) if asyncio.iscoroutine(result) else result
 
 
 def output(response, name):
@@ -256,7 +257,7 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     stub (no BLS call), answer like the artifact run on each text alone, and still fail a bad request
     alone; the encoder model itself is lazy (loads on its first direct call)."""
     from structbert_export.tasks import ExportRequest, run_export
-    from structbert_serving.runtime import load_runner
+    from structbert_serving.runtime import ExclusiveRunner, load_runner
     from structbert_serving.tokenization import TextTokenizer
 
     repo = tmp_path / "repo"
@@ -268,9 +269,15 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
         return fake.model_args(repo / name, config), config
 
     embed_args, embed_config = args_of("text_embedding")
-    assert embed_config["instance_group"][0]["count"] == 1  # each instance would hold a session
+    # two instances: one stays idle for Triton 2.51's batcher (it is not woken when a busy instance
+    # frees up); they take turns on the runtime through a lock on the model's directory
+    assert embed_config["instance_group"][0]["count"] == 2
+    assert embed_config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 256
     model = adapter("text_embedding")
     model.initialize(embed_args)
+    assert isinstance(model.local.runner, ExclusiveRunner)
+    # no coroutine: the stub would hand it to its event loop's thread and wait for it, every batch
+    assert isinstance(model.execute([request(TEXT=texts("好"))]), list)
     sentences = ["今天天气很好", "好", "这家酒店的早餐很好吃，服务也周到"]
     responses = run(model, [request(TEXT=texts(sentences[0], sentences[1])), request(TEXT=texts("  ")),
                             request(TEXT=texts(sentences[2]))])
