@@ -12,9 +12,10 @@ from tokenizers import Tokenizer
 from .errors import InputError
 
 OVERLENGTH_POLICIES = ("truncate", "reject")
-# pairs: "only_first" cuts only the text (zero-shot: never the hypothesis); "longest_first" is
-# Hugging Face's default (sentence-pair classification, as ModelScope's preprocessor does)
-PAIR_TRUNCATION = ("only_first", "longest_first")
+# pairs: "only_first" cuts only the text (zero-shot: never the hypothesis); "only_second" only the
+# second (reranking: never the query); "longest_first" is Hugging Face's default (sentence-pair
+# classification, as ModelScope's preprocessor does)
+PAIR_TRUNCATION = ("only_first", "only_second", "longest_first")
 
 
 @dataclass
@@ -95,8 +96,9 @@ class TextTokenizer:
         return results
 
     def _pair_error(self, name: str) -> str:
-        return (f"{name}: a second sequence (hypothesis/pair) alone is longer than the {self.max_length}-token "
-                f"maximum, and only the first text may be truncated; shorten it")
+        kept = "second" if self.pair_truncation == "only_first" else "first"
+        return (f"{name}: a {kept} sequence of a pair (the one never truncated: a hypothesis, a query) alone is "
+                f"longer than the {self.max_length}-token maximum; shorten it")
 
     def _check_and_pad(self, encodings, name: str) -> Batch:
         for i, enc in enumerate(encodings):
