@@ -96,9 +96,10 @@ class TextTokenizer:
         return results
 
     def _pair_error(self, name: str) -> str:
-        kept = "second" if self.pair_truncation == "only_first" else "first"
-        return (f"{name}: a {kept} sequence of a pair (the one never truncated: a hypothesis, a query) alone is "
-                f"longer than the {self.max_length}-token maximum; shorten it")
+        cut, kept = ("first", "second (a hypothesis)") if self.pair_truncation == "only_first" else \
+            ("second", "first (a query)")
+        return (f"{name}: the {kept} text of a pair alone is longer than the {self.max_length}-token maximum, and "
+                f"only the {cut} text may be truncated; shorten it")
 
     def _check_and_pad(self, encodings, name: str) -> Batch:
         for i, enc in enumerate(encodings):

@@ -16,9 +16,11 @@ from structbert_serving.params import EncoderModelParams
 
 
 class TritonPythonModel:
+    params_type = EncoderModelParams  # the parameters export writes for this model
+
     def initialize(self, args):
         config, params, self.dtypes = triton_io.setup(args)
-        self.settings = EncoderModelParams.parse(params, model=args.get("model_name", ""))
+        self.settings = self.params_type.parse(params, model=args.get("model_name", ""))
         self.input_names = [i["name"] for i in config["input"]]
         self.encoder = None
         self._config, self._args = config, args

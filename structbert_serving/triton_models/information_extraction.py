@@ -20,9 +20,11 @@ from structbert_serving.texts import check_texts, decode_texts
 
 
 class TritonPythonModel:
+    params_type = UieParams  # the parameters export writes for this model
+
     def initialize(self, args):
         _, params, self.dtypes = triton_io.setup(args)
-        self.settings = settings = UieParams.parse(params, model=args.get("model_name", ""))
+        self.settings = settings = self.params_type.parse(params, model=args.get("model_name", ""))
         self.max_chars = settings.max_chars
         self.encoder, self.names, self.max_rows = (settings.encoder_model, settings.encoder_tensor_names,
                                                    settings.encoder_max_batch_size)

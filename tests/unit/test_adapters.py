@@ -5,6 +5,7 @@ fan-out, length buckets, error codes passed through. No server."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import json
 
@@ -39,8 +40,11 @@ def write_model(tmp_path, checkpoint_dir, public: str, family: str, *, opts: Ser
     checkpoint = load_checkpoint(checkpoint_dir)
     spec = spec_for(family)
     names = {t: t for t in (*spec.input_names, *spec.output_names)}
-    params = {**tokenizer_params(checkpoint.max_seq_length, opts, pair_truncation),
+    fields = {**tokenizer_params(checkpoint.max_seq_length, opts, pair_truncation),
               **encoder_params(spec, names, opts), **(extra or {})}
+    kind = importlib.import_module(f"structbert_serving.triton_models.{public}").TritonPythonModel.params_type
+    declared = {f.name for f in dataclasses.fields(kind)}
+    params = kind(**{k: v for k, v in fields.items() if k in declared})
     python_model(tmp_path, public, inputs=[pbtxt.tensor("TEXT", "bytes", [1])],
                  outputs=outputs or [pbtxt.tensor("EMBEDDING", "float32", [HIDDEN])], opts=opts, params=params,
                  tokenizer=lambda path: write_tokenizer_json(checkpoint, path))
@@ -99,7 +103,7 @@ def test_sentence_similarity_is_the_cosine_of_both_columns(pb, tmp_path, tiny_ch
 
 def test_pair_classification_tokenises_pairs_and_names_labels(pb, tmp_path, pair_checkpoint):
     args = write_model(tmp_path, pair_checkpoint, "pair_classification", "pair-classification",
-                       extra={"labels": json.dumps(["0", "1"])},
+                       extra={"labels": ["0", "1"]},
                        outputs=[pbtxt.tensor("PROBS", "float32", [2]), pbtxt.tensor("LABELS", "bytes", [2])])
     seen = {}
 
@@ -297,7 +301,7 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     assert fake.CALLS == []
 
     encoder_args, encoder_config = args_of("embedding_encoder")
-    assert encoder_config["parameters"]["lazy"]["string_value"] == "True"
+    assert encoder_config["parameters"]["lazy"]["string_value"] == "true"
     encoder = adapter("encoder")
     encoder.initialize(encoder_args)
     assert encoder.encoder is None  # nothing loaded until someone calls it directly
