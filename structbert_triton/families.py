@@ -48,7 +48,7 @@ class Workload:
     the PyTorch eager call of one payload."""
 
     name: str
-    model: api.PublicModel
+    model: str  # the public model (api.PublicModel.name)
     unit: str
     description: str
     draw: Callable[[Corpus, random.Random], tuple]
@@ -136,10 +136,10 @@ EMBEDDING = Family(
     exporter="structbert_export.tasks:export_embedding", checkpoint_env="EMBEDDING_MODEL_DIR",
     client_methods=("embed", "similarity"),
     workloads=(
-        Workload("embedding", api.TEXT_EMBEDDING, "texts",
+        Workload("embedding", api.TEXT_EMBEDDING.name, "texts",
                  "L2-normalised mean-pooled embedding of one shopping review (text_embedding)",
                  _review, lambda p: {api.TEXT: [p[0]]}, lambda c, p: c.embed(p[0]), _embedding_baseline),
-        Workload("similarity", api.SENTENCE_SIMILARITY, "pairs",
+        Workload("similarity", api.SENTENCE_SIMILARITY.name, "pairs",
                  "bi-encoder cosine of two shopping reviews (sentence_similarity)",
                  _two_reviews, _pair_wire, lambda c, p: c.similarity(p[0], p[1]), _similarity_baseline),
     ))
@@ -149,7 +149,7 @@ PAIR_CLASSIFICATION = Family(
     exporter="structbert_export.tasks:export_pair_classification", checkpoint_env="PAIR_MODEL_DIR",
     synthetic_head="classifier", synthetic_labels=("0", "1"), client_methods=("pair_classify", "similarity"),
     workloads=(
-        Workload("pair", api.PAIR_CLASSIFICATION, "pairs", "cross-encoder P(similar) of two shopping reviews",
+        Workload("pair", api.PAIR_CLASSIFICATION.name, "pairs", "cross-encoder P(similar) of two shopping reviews",
                  _two_reviews, _pair_wire, lambda c, p: c.pair_classify(p[0], p[1]), _pair_baseline),
     ))
 ZERO_SHOT = Family(
@@ -159,7 +159,7 @@ ZERO_SHOT = Family(
     synthetic_head="classifier", synthetic_labels=("entailment", "neutral", "contradiction"),
     client_methods=("classify",),
     workloads=(
-        Workload("zero_shot", api.ZERO_SHOT_CLASSIFICATION, "texts", "one shopping review against the 10 category labels",
+        Workload("zero_shot", api.ZERO_SHOT_CLASSIFICATION.name, "texts", "one shopping review against the 10 category labels",
                  _review, lambda p: {api.TEXT: [p[0]], api.LABELS: [json.dumps(CATEGORIES, ensure_ascii=False)]},
                  lambda c, p: c.classify(p[0], CATEGORIES), _zero_shot_baseline),
     ))
@@ -170,7 +170,7 @@ UIE = Family(
     in_process=False,  # the schema walk calls two models level by level: it stays BLS
     client_methods=("extract",),
     workloads=(
-        Workload("uie", api.INFORMATION_EXTRACTION, "extractions",
+        Workload("uie", api.INFORMATION_EXTRACTION.name, "extractions",
                  "one MSRA news sentence, schema {人物, 地理位置, 组织机构}",
                  lambda c, r: (r.choice(c.news),),
                  lambda p: {api.TEXT: [p[0]], api.SCHEMA: [json.dumps(NER_SCHEMA, ensure_ascii=False)]},
@@ -183,7 +183,7 @@ RERANKING = Family(
     synthetic_head="classifier", synthetic_labels=("LABEL_0",),  # one logit, as most cross-encoders
     client_methods=("rerank",),
     workloads=(
-        Workload("rerank", api.RERANKING, "queries", f"a short question against {RERANK_PASSAGES} shopping reviews",
+        Workload("rerank", api.RERANKING.name, "queries", f"a short question against {RERANK_PASSAGES} shopping reviews",
                  lambda c, r: (r.choice(RERANK_QUERIES), tuple(r.choice(c.reviews) for _ in range(RERANK_PASSAGES))),
                  lambda p: {api.QUERY: [p[0]], api.PASSAGES: list(p[1])},
                  lambda c, p: c.rerank(p[0], list(p[1])), _rerank_baseline),
