@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from structbert_client import api
+
 from .errors import InputError
 
 MAX_PASSAGES = 256  # default per query; export's --max-passages sets it
@@ -60,7 +62,7 @@ def sigmoid(raw: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * raw))).astype(np.float32)  # stable for large |raw|
 
 
-def check_passages(passages: Sequence[str], max_passages: int, name: str = "PASSAGES") -> None:
+def check_passages(passages: Sequence[str], max_passages: int, name: str = api.PASSAGES) -> None:
     if not passages:
         raise InputError(f"{name} is empty; send at least one passage to rank")
     if len(passages) > max_passages:
@@ -68,7 +70,7 @@ def check_passages(passages: Sequence[str], max_passages: int, name: str = "PASS
                          "query: split them over several requests")
 
 
-def check_top_n(top_n: int | None, n: int, name: str = "TOP_N") -> int:
+def check_top_n(top_n: int | None, n: int, name: str = api.TOP_N) -> int:
     """How many indices ORDER returns: all without ``top_n``, else ``min(top_n, n)``; top_n < 1 is
     the caller's error."""
     if top_n is None:

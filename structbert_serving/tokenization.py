@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from structbert_client import api
+
 from .errors import InputError
 
 OVERLENGTH_POLICIES = ("truncate", "reject")
@@ -64,13 +66,13 @@ class TextTokenizer:
             self._tokenizer.no_truncation()
         self.pad_id = self._tokenizer.token_to_id("[PAD]") or 0
 
-    def encode(self, texts: Sequence[str], name: str = "TEXT") -> Batch:
+    def encode(self, texts: Sequence[str], name: str = api.TEXT) -> Batch:
         result = self.encode_many([texts], name)[0]
         if isinstance(result, InputError):
             raise result
         return result
 
-    def encode_many(self, groups: Sequence[Sequence[str | tuple[str, str]]], name: str | Sequence[str] = "TEXT"
+    def encode_many(self, groups: Sequence[Sequence[str | tuple[str, str]]], name: str | Sequence[str] = api.TEXT
                     ) -> list[Batch | InputError]:
         """Tokenise the texts (or (text, pair) tuples) of many groups (requests, or columns of
         requests) in one call; a bad text fails only its own group. ``name``: the input named in

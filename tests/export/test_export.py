@@ -155,7 +155,7 @@ def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path)
         assert config.dynamic_batching.HasField("default_queue_policy") == (name in PUBLIC_MODELS), name
     for public in ("text_embedding", "sentence_similarity"):
         params = configs[public].parameters
-        assert "encoder_in_process" not in params  # native: the BLS path to Triton's backends
+        assert params["encoder_in_process"].string_value == "false"  # native: the BLS path to Triton's backends
         assert set(json.loads(params["encoder_tensor_names"].string_value).values()) == names
         assert params["length_buckets"].string_value.endswith("512")
     accel = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]

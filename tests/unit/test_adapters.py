@@ -309,3 +309,40 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     [direct] = encoder.execute([request(INPUT_IDS=b.input_ids, ATTENTION_MASK=b.attention_mask,
                                         TOKEN_TYPE_IDS=b.token_type_ids)])
     np.testing.assert_allclose(output(direct, "EMBEDDING")[0], alone(sentences[0]), atol=1e-5)
+
+
+def test_reranking_scores_every_passage_of_every_request_in_one_call(pb, tmp_path, pair_checkpoint):
+    """A two-label pair classifier as a reranker (relevance = softmax, label 1): each passage's score
+    and the order; bad requests (empty passage, too many, TOP_N 0) fail alone; one encoder call."""
+    from structbert_client import api
+    from structbert_export.repository import public_tensors
+
+    outputs = public_tensors(api.RERANKING)[1]
+    args = write_model(tmp_path, pair_checkpoint, "reranking", "reranking", pair_truncation="only_second",
+                       extra={"relevance_index": 1, "max_passages": 3}, outputs=outputs)
+    fake.MODELS["reranker"] = lambda f: {"LOGITS": np.stack(
+        [np.zeros(len(f["INPUT_IDS"])), np.log(f["ATTENTION_MASK"].sum(1) - 6.0)], axis=1).astype(np.float32)}
+    model = adapter("reranking")
+    model.initialize(args)
+
+    def rerank(query, *passages, top_n=None):
+        inputs = {api.QUERY: texts(query), api.PASSAGES: np.array([[p.encode() for p in passages]], dtype=object)}
+        if top_n is not None:
+            inputs[api.TOP_N] = np.array([[top_n]], np.int32)
+        return request(**inputs)
+
+    responses = run(model, [rerank("酒店", "好", "很好很好", "很好"), rerank("酒店", "好", " "),
+                            rerank("酒店", "好", "好", "好", "好"), rerank("酒店", "好", top_n=0),
+                            rerank("手机", "一二三", "一", top_n=1)])
+    # [CLS] 酒店 [SEP] passage [SEP]: 5 + len(passage) tokens; logit_1 = log(len - 6), logit_0 = 0
+    lengths = np.array([1, 4, 2]) + 5
+    want = (lengths - 6) / (lengths - 6 + 1.0)  # softmax [0, log(x)] -> x / (1 + x)
+    np.testing.assert_allclose(output(responses[0], api.SCORES)[0], want, atol=1e-6)
+    np.testing.assert_allclose(output(responses[0], api.RAW_SCORES)[0], np.log(lengths - 6), atol=1e-6)
+    assert output(responses[0], api.ORDER)[0].tolist() == [1, 2, 0]
+    assert output(responses[4], api.ORDER)[0].tolist() == [0]
+    for bad, words in ((responses[1], "PASSAGES[1] is empty"), (responses[2], "at most 3"),
+                       (responses[3], "TOP_N is 0")):
+        assert bad.has_error() and words in bad.error().message(), bad.error().message()
+        assert bad.error().code() == fake.TritonError.INVALID_ARG
+    assert len(fake.CALLS) == 1 and fake.CALLS[0][1]["INPUT_IDS"][0] == 5  # 3 + 2 passages, one BLS request
