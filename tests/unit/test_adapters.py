@@ -346,3 +346,15 @@ def test_reranking_scores_every_passage_of_every_request_in_one_call(pb, tmp_pat
         assert bad.has_error() and words in bad.error().message(), bad.error().message()
         assert bad.error().code() == fake.TritonError.INVALID_ARG
     assert len(fake.CALLS) == 1 and fake.CALLS[0][1]["INPUT_IDS"][0] == 5  # 3 + 2 passages, one BLS request
+
+
+def test_a_parameter_export_did_not_write_fails_initialize_naming_it(pb, tmp_path, tiny_checkpoint):
+    """What Triton shows as the model's load error: an unknown (or malformed) key, named."""
+    from structbert_serving.params import ParamError
+
+    args = write_model(tmp_path, tiny_checkpoint, "text_embedding", "embedding")
+    config = json.loads(args["model_config"])
+    for key, value in (("max_padding", "0.5"), ("max_length", "five hundred")):
+        bad = {**config, "parameters": {**config["parameters"], key: {"string_value": value}}}
+        with pytest.raises(ParamError, match=f"model text_embedding: .*'{key}'"):
+            adapter("text_embedding").initialize({**args, "model_config": json.dumps(bad)})
