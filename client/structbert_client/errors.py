@@ -48,7 +48,8 @@ _HTTP = {"400": InvalidInputError, "404": InvalidInputError, "429": ServerOverlo
 # INVALID_ARG message, which may echo the caller's text):
 # - UNAVAILABLE: a full queue or a queue timeout is an overload (retry later), other causes a
 #   server that is down; a BLS model passes its encoder's refusal on as "<model>: <message>"
-_PREFIX = r"^(\[StatusCode\.\w+\] )?([\w.-]+: )*"  # tritonclient's "[code] ", a BLS model's "<model>: "
+# tritonclient's "[StatusCode.X] ", Triton's "[request id: <id>] ", a BLS model's "<model>: "
+_PREFIX = r"^(\[[^\]]*\] )*([\w.-]+: )*"
 _OVERLOAD = re.compile(_PREFIX + r"(exceeds maximum queue size|request timeout expired)", re.IGNORECASE)
 # - INTERNAL: a crashed Python-backend stub until the supervisor (structbert-triton serve, or the
 #   orchestrator's liveness probe) restarts the server; NOT_FOUND: a model still loading after a

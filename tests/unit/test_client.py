@@ -82,6 +82,7 @@ def test_user_text_in_an_invalid_argument_message_never_changes_its_type(status)
     ("503", "Exceeds maximum queue size", ServerOverloadedError),
     ("StatusCode.UNAVAILABLE", "Request timeout expired", ServerOverloadedError),
     ("StatusCode.UNAVAILABLE", "embedding_encoder: Exceeds maximum queue size", ServerOverloadedError),
+    ("503", "[request id: <id_unknown>] Exceeds maximum queue size", ServerOverloadedError),  # Triton over HTTP
     ("StatusCode.INTERNAL", "internal error: ValueError: Stub process 'x' is not healthy.", ServerError),
     (None, "Request timeout expired", ServerOverloadedError),  # no code: hints decide
     (None, "failed to connect to all addresses", ServerUnavailableError),
