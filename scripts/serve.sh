@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Set up a fresh clone, export every pipeline into model_repository/, and serve it with the
 # embedded tritonserver (HTTP :8000, gRPC :8001, metrics :8002) until Ctrl-C.
-#   EMBEDDING_MODEL_DIR / ZERO_SHOT_MODEL_DIR / PAIR_MODEL_DIR / UIE_MODEL_DIR   real checkpoints
+#   every task family of the registry (`structbert-triton tasks`: structbert_triton/families.py);
+#   EMBEDDING_MODEL_DIR (or MODEL_DIR) / ZERO_SHOT_MODEL_DIR / PAIR_MODEL_DIR / UIE_MODEL_DIR /
+#   RERANK_MODEL_DIR ...   real checkpoints (the variable each family names)
 #   SYNTHETIC=base|large|tiny   size of the random-weight checkpoints otherwise (default: base)
 #   PRECISION=fp32|fp16|int8    (default: fp32)    HOST=0.0.0.0 to listen beyond loopback
 #   GATEWAY_PORT (default 8080): the OpenAI/TEI-compatible HTTP gateway; GATEWAY=0 serves without it
@@ -14,10 +16,12 @@ export_task() {  # export_task TASK CHECKPOINT_DIR
   if [ -n "$2" ]; then source=(--model-dir "$2"); fi
   .venv/bin/structbert-triton export --task "$1" "${source[@]}" --precision "${PRECISION:-fp32}" --out "$REPO"
 }
-export_task embedding "${EMBEDDING_MODEL_DIR:-${MODEL_DIR:-}}"
-export_task zero-shot "${ZERO_SHOT_MODEL_DIR:-}"
-export_task pair-classification "${PAIR_MODEL_DIR:-}"
-export_task uie "${UIE_MODEL_DIR:-}"
+EMBEDDING_MODEL_DIR=${EMBEDDING_MODEL_DIR:-${MODEL_DIR:-}}
+.venv/bin/structbert-triton tasks > "${TMPDIR:-/tmp}/structbert-tasks.$$"
+while read -r task variable _; do
+  export_task "$task" "${!variable:-}"
+done < "${TMPDIR:-/tmp}/structbert-tasks.$$"
+rm -f "${TMPDIR:-/tmp}/structbert-tasks.$$"
 gateway=(--gateway-port "${GATEWAY_PORT:-8080}")
 if [ "${GATEWAY:-1}" = "0" ]; then gateway=(--no-gateway); fi
 exec .venv/bin/structbert-triton serve --model-repository "$REPO" --host "${HOST:-127.0.0.1}" \

@@ -189,6 +189,18 @@ class TritonBackend:
         return [{_str(label): float(p) for label, p in zip(labels, probs)}
                 for part in parts for probs, labels in zip(part[probs_name], part[labels_name])]
 
+    async def rerank(self, query: str, passages: Sequence[str], fields: tuple[str, str]
+                     ) -> tuple[list[float], list[float]]:
+        """(relevance, raw score) of each passage, in passage order (``reranking``: one request, all
+        passages in one row; the server checks their number against its own limit)."""
+        model = api.RERANKING
+        query_name, passages_name = model.inputs
+        inputs = {query_name: texts_array([query], fields[0]),
+                  passages_name: texts_array(passages, fields[1]).reshape(1, len(passages))}
+        out = await self.infer(model.name, inputs, (api.SCORES, api.RAW_SCORES),
+                               fields={query_name: fields[0], passages_name: fields[1]})
+        return [float(x) for x in out[api.SCORES][0]], [float(x) for x in out[api.RAW_SCORES][0]]
+
     async def classify(self, texts: Sequence[str], labels: str | Sequence[str], *, multi_label: bool,
                        hypothesis_template: str, fields: dict[str, str]) -> list[dict]:
         """Zero-shot results, ``{"labels": [...], "scores": [...]}`` per text, best first."""

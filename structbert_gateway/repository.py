@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from structbert_client import api
+from structbert_serving.params import DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MAX_LENGTH
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,12 @@ class ModelInfo:
 
     @property
     def max_length(self) -> int:
-        return int(self.param("max_length", "512"))
+        return int(self.param("max_length", str(DEFAULT_MAX_LENGTH)))
+
+    @property
+    def max_batch_tokens(self) -> int:
+        """Padded tokens per encoder run: the in-process encoder's (embedded flavour), else the default."""
+        return int(self.param("encoder_max_batch_tokens", str(DEFAULT_MAX_BATCH_TOKENS)))
 
     @property
     def truncates(self) -> bool:

@@ -59,18 +59,17 @@ def router(served: set[str]) -> APIRouter:
                 "data": [{"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)],
                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
-    if api.PAIR_CLASSIFICATION.name in served:
+    if api.RERANKING.name in served:
         @r.post("/v1/rerank", response_model=CohereRerankResponse, responses=ERRORS, tags=["Cohere/Jina-compatible"],
-                summary="Rerank documents against a query (Cohere/Jina): P(label '1') of the pair classifier")
+                summary="Rerank documents against a query (Cohere/Jina): the cross-encoder's relevance")
         async def rerank(body: CohereRerankRequest, request: Request):
             gw: Gateway = gateway_of(request)
-            model = gw.model_for(body.model, api.PAIR_CLASSIFICATION.name)
+            model = gw.model_for(body.model, api.RERANKING.name)
             docs = [d if isinstance(d, str) else d.text for d in body.documents]
             if not docs:
                 raise ApiError("invalid", "documents is an empty list; send at least one document", param="documents")
             gw.check_batch(len(docs), "documents")
-            probs = await gw.backend.pair_classify([body.query] * len(docs), docs, ("query", "documents"))
-            relevance = scores.relevance(probs)
+            relevance, _ = await gw.backend.rerank(body.query, docs, ("query", "documents"))
             order = scores.ranking(relevance)[: body.top_n or len(docs)]
             results = []
             for i in order:

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from structbert_client import __version__, api
+from structbert_serving.params import DEFAULT_MAX_BATCH_TOKENS
 
 from . import scores
 from .errors import ApiError, error_response
@@ -115,17 +116,18 @@ def router(served: set[str]) -> APIRouter:
                    for p in probs]
             return json_response(out[0] if single else out)
 
+    if api.RERANKING.name in served:
         @r.post("/rerank", response_model=list[Rank], responses=ERRORS,
-                summary="Rerank texts against a query (TEI): P(label '1') of the pair classifier, best first")
+                summary="Rerank texts against a query (TEI): the cross-encoder's relevance, best first")
         async def rerank(body: RerankRequest, request: Request):
             gw = gateway_of(request)
             if not body.texts:
                 raise ApiError("invalid", "texts is an empty list; send at least one text", param="texts")
             gw.check_batch(len(body.texts), "texts")
-            gw.check_truncation(api.PAIR_CLASSIFICATION.name, [(body.query, t) for t in body.texts], body.truncate,
+            gw.check_truncation(api.RERANKING.name, [(body.query, t) for t in body.texts], body.truncate,
                                 body.truncation_direction, "texts")
-            probs = await gw.backend.pair_classify([body.query] * len(body.texts), body.texts, ("query", "texts"))
-            values = scores.raw(probs) if body.raw_scores else scores.relevance(probs)
+            relevance, raw = await gw.backend.rerank(body.query, body.texts, ("query", "texts"))
+            values = raw if body.raw_scores else relevance
             ranks = []
             for i in scores.ranking(values):
                 rank = {"index": i, "score": values[i]}
@@ -143,6 +145,9 @@ def _info(gw: Gateway) -> dict:
     if api.TEXT_EMBEDDING.name in gw.served:
         primary, task, encoder = api.TEXT_EMBEDDING.name, "embedding", "embedding_encoder"
         model_type: dict = {"embedding": {"pooling": "mean"}}
+    elif api.RERANKING.name in gw.served:
+        primary, task, encoder = api.RERANKING.name, "reranking", "reranker"
+        model_type = {"reranker": {"id2label": {}, "label2id": {}}}
     elif api.PAIR_CLASSIFICATION.name in gw.served:
         primary, task, encoder = api.PAIR_CLASSIFICATION.name, "pair-classification", "pair_classifier"
         labels = repo.models[primary].labels if primary in repo.models else ["0", "1"]
@@ -159,7 +164,7 @@ def _info(gw: Gateway) -> dict:
         "model_type": model_type,
         "max_concurrent_requests": gw.options.max_concurrent_requests,
         "max_input_length": info.max_length if info else 512,
-        "max_batch_tokens": int(info.param("max_batch_tokens", "16384")) if info else 16384,
+        "max_batch_tokens": info.max_batch_tokens if info else DEFAULT_MAX_BATCH_TOKENS,
         "max_batch_requests": None,
         "max_client_batch_size": gw.options.max_client_batch,
         "auto_truncate": info.truncates if info else True,

@@ -12,7 +12,6 @@ error response that it passes on (``triton_io.check_response`` keeps the code).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from structbert_client import api
+
 from . import triton_io
-from .encoder import TOKEN_NAMES, RaggedEncoder, encoder_from_params, token_input_specs, warm_up
+from .encoder import RaggedEncoder, encoder_from_params, token_input_specs, warm_up
 from .errors import InputError
-from .params import get_param
+from .params import PipelineParams
 from .runtime import ExclusiveRunner
-from .texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
+from .texts import check_texts, decode_texts
 from .tokenization import Batch, TextTokenizer, bucket_length
 
 
@@ -85,26 +86,18 @@ async def infer_rows(model: str, feeds: dict[str, np.ndarray], outputs: Sequence
     return result
 
 
-def encoder_settings(params: dict[str, str], default_encoder: str) -> tuple[str, dict[str, str], int]:
-    """(encoder model, public -> model tensor names, rows per encoder request) from a BLS model's
-    parameters, as export writes them."""
-    names = json.loads(get_param(params, "encoder_tensor_names", "{}"))
-    return (get_param(params, "encoder_model", default_encoder), names,
-            get_param(params, "encoder_max_batch_size", 64))
-
-
-def in_process_encoder(args: dict, params: dict[str, str], outputs: Sequence[str], max_rows: int) -> RaggedEncoder:
+def in_process_encoder(args: dict, settings: PipelineParams, outputs: Sequence[str], max_rows: int) -> RaggedEncoder:
     """The encoder a public model runs itself (embedded flavour): the artifact named by
     ``encoder_artifact`` (relative to the model repository), set up from the ``encoder_*``
-    parameters export copied from the encoder's config, and warmed up before the model is ready.
+    runtime parameters export wrote from the encoder's own, and warmed up before the model is ready.
     Runtime calls hold a lock shared by the model's instances (one computes at a time)."""
-    path = Path(args["model_repository"]).parent / get_param(params, "encoder_artifact", "")
-    inputs = [n for n in get_param(params, "encoder_inputs", ",".join(TOKEN_NAMES)).split(",") if n]
-    encoder = encoder_from_params(path, input_names=inputs, output_names=outputs, params=params, max_rows=max_rows,
-                                  cpu_instance=args.get("model_instance_kind") == "CPU", prefix="encoder_")
+    path = Path(args["model_repository"]).parent / settings.encoder_artifact
+    inputs = list(settings.encoder_inputs)
+    encoder = encoder_from_params(path, input_names=inputs, output_names=outputs, runtime=settings.encoder,
+                                  max_rows=max_rows, cpu_instance=args.get("model_instance_kind") == "CPU")
     # the model's instances take turns on the runtime (runtime.ExclusiveRunner: why two instances)
     encoder.runner = ExclusiveRunner(encoder.runner, args["model_repository"])
-    if get_param(params, "encoder_warmup", True):
+    if settings.encoder.warmup:
         warm_up(encoder, token_input_specs(inputs))
     triton_io.log.info("%s runs %s in process on %s", args.get("model_name"), path.name, encoder.runner.device)
     return encoder
@@ -136,25 +129,24 @@ class TokenPipeline:
     returns a :class:`Parsed` request (what to tokenise, and what ``finish`` needs besides).
     """
 
-    columns: tuple[str, ...] = ("TEXT",)
+    columns: tuple[str, ...] = (api.TEXT,)
     pair: bool = False
-    default_encoder = "embedding_encoder"
-    encoder_output = "EMBEDDING"
-    pair_truncation = "longest_first"
+    encoder_output = api.EMBEDDING
+    params_type: type[PipelineParams] = PipelineParams  # the parameters export writes for this model
 
     def initialize(self, args):
         _, params, self.dtypes = triton_io.setup(args)
-        self.params = params
-        self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
-        self.encoder, self.names, self.max_rows = encoder_settings(params, self.default_encoder)
+        self.settings = settings = self.params_type.parse(params, model=args.get("model_name", ""))
+        self.max_chars = settings.max_chars
+        self.encoder, self.names, self.max_rows = (settings.encoder_model, settings.encoder_tensor_names,
+                                                   settings.encoder_max_batch_size)
         self.tokenizer = TextTokenizer(
-            triton_io.version_dir(args) / "tokenizer.json", max_length=get_param(params, "max_length", 512),
-            overlength=get_param(params, "overlength", "truncate"),
-            length_buckets=get_param(params, "length_buckets", []),
-            pair_truncation=get_param(params, "pair_truncation", self.pair_truncation))
+            triton_io.version_dir(args) / "tokenizer.json", max_length=settings.max_length,
+            overlength=settings.overlength, length_buckets=settings.length_buckets,
+            pair_truncation=settings.pair_truncation)
         self.local: RaggedEncoder | None = None
-        if get_param(params, "encoder_in_process", False):
-            self.local = in_process_encoder(args, params, [self.encoder_output], self.max_rows)
+        if settings.encoder_in_process:
+            self.local = in_process_encoder(args, settings, [self.encoder_output], self.max_rows)
 
     def parse(self, request) -> Parsed:
         """The request's groups to tokenise: [(input name for messages, texts or (text, pair) tuples)]."""

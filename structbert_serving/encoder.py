@@ -8,7 +8,6 @@ in chunks bounded by a token budget, each group padded to its own longest row in
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,16 +16,15 @@ import numpy as np
 
 from .batching import gather_padded, plan_chunks
 from .errors import InputError
-from .params import get_param
+from .params import DEFAULT_MAX_BATCH_TOKENS, TOKEN_NAMES, RuntimeParams
 from .runtime import Runner, load_runner
 
-TOKEN_MASK = "ATTENTION_MASK"
-TOKEN_NAMES = ("INPUT_IDS", TOKEN_MASK, "TOKEN_TYPE_IDS")  # a token encoder's inputs
+TOKEN_MASK = TOKEN_NAMES[1]
 
 
 @dataclass
 class EncoderSettings:
-    max_tokens: int = 16384  # padded tokens per runtime call (summed over mask groups)
+    max_tokens: int = DEFAULT_MAX_BATCH_TOKENS  # padded tokens per runtime call (summed over mask groups)
     max_rows: int = 64
     max_padding: float = float("inf")  # padded/real tokens - 1 allowed in a chunk (see plan_chunks)
     # tensor name -> its mask input; names absent here (pooled outputs) have no sequence dim
@@ -139,25 +137,22 @@ def token_input_specs(names: Sequence[str]) -> list[dict]:
 
 
 def encoder_from_params(path: str | Path, *, input_names: Sequence[str], output_names: Sequence[str],
-                        params: dict[str, str], max_rows: int, cpu_instance: bool = False, prefix: str = ""
-                        ) -> RaggedEncoder:
-    """The ragged encoder of an artifact, set up from a model's parameters (``prefix`` + ``device``,
-    ``intra_op_threads``, ``allow_spinning``, ``max_padding``, ``max_batch_tokens``,
-    ``mask_groups``): the embedded encoder model reads its own, a public model that runs its encoder
-    in process reads them with the ``encoder_`` prefix. One place, so both run the same way."""
-    def param(key: str, default):
-        return get_param(params, prefix + key, default)
-
-    device = param("device", "auto")
+                        runtime: RuntimeParams, max_rows: int, cpu_instance: bool = False) -> RaggedEncoder:
+    """The ragged encoder of an artifact, set up from a model's typed runtime parameters: the
+    embedded encoder model's own, or those a public model that runs its encoder in process got
+    (``encoder_*``). One place, so both run the same way."""
+    device = runtime.device
     if cpu_instance and device == "auto":
         device = "cpu"
     runner = load_runner(path, input_names=list(input_names), output_names=list(output_names), device=device,
-                         intra_op_threads=param("intra_op_threads", 0), allow_spinning=param("allow_spinning", False))
+                         intra_op_threads=runtime.intra_op_threads, allow_spinning=runtime.allow_spinning)
     # CPU: a single row keeps the cores busy, padding is pure waste; GPU: batching pays, but
     # padding a 15-token row to 512 does not (H100: 0.5 gave 1.6x the pairs/s of no bound)
-    max_padding = param("max_padding", 0.5 if runner.device == "cuda" else 0.1)  # measured: loadtest/RESULTS.md
+    max_padding = runtime.max_padding
+    if max_padding is None:
+        max_padding = 0.5 if runner.device == "cuda" else 0.1  # measured: loadtest/RESULTS.md
     return RaggedEncoder(runner, input_names, EncoderSettings(
-        max_tokens=param("max_batch_tokens", 16384), max_rows=max(1, int(max_rows)),
+        max_tokens=runtime.max_batch_tokens, max_rows=max(1, int(max_rows)),
         max_padding=float("inf") if max_padding < 0 else max_padding,
-        mask_groups=json.loads(param("mask_groups", "{}")),
+        mask_groups=dict(runtime.mask_groups),
     ))

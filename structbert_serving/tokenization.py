@@ -9,12 +9,15 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from structbert_client import api
+
 from .errors import InputError
 
 OVERLENGTH_POLICIES = ("truncate", "reject")
-# pairs: "only_first" cuts only the text (zero-shot: never the hypothesis); "longest_first" is
-# Hugging Face's default (sentence-pair classification, as ModelScope's preprocessor does)
-PAIR_TRUNCATION = ("only_first", "longest_first")
+# pairs: "only_first" cuts only the text (zero-shot: never the hypothesis); "only_second" only the
+# second (reranking: never the query); "longest_first" is Hugging Face's default (sentence-pair
+# classification, as ModelScope's preprocessor does)
+PAIR_TRUNCATION = ("only_first", "only_second", "longest_first")
 
 
 @dataclass
@@ -63,13 +66,13 @@ class TextTokenizer:
             self._tokenizer.no_truncation()
         self.pad_id = self._tokenizer.token_to_id("[PAD]") or 0
 
-    def encode(self, texts: Sequence[str], name: str = "TEXT") -> Batch:
+    def encode(self, texts: Sequence[str], name: str = api.TEXT) -> Batch:
         result = self.encode_many([texts], name)[0]
         if isinstance(result, InputError):
             raise result
         return result
 
-    def encode_many(self, groups: Sequence[Sequence[str | tuple[str, str]]], name: str | Sequence[str] = "TEXT"
+    def encode_many(self, groups: Sequence[Sequence[str | tuple[str, str]]], name: str | Sequence[str] = api.TEXT
                     ) -> list[Batch | InputError]:
         """Tokenise the texts (or (text, pair) tuples) of many groups (requests, or columns of
         requests) in one call; a bad text fails only its own group. ``name``: the input named in
@@ -95,8 +98,10 @@ class TextTokenizer:
         return results
 
     def _pair_error(self, name: str) -> str:
-        return (f"{name}: a second sequence (hypothesis/pair) alone is longer than the {self.max_length}-token "
-                f"maximum, and only the first text may be truncated; shorten it")
+        cut, kept = ("first", "second (a hypothesis)") if self.pair_truncation == "only_first" else \
+            ("second", "first (a query)")
+        return (f"{name}: the {kept} text of a pair alone is longer than the {self.max_length}-token maximum, and "
+                f"only the {cut} text may be truncated; shorten it")
 
     def _check_and_pad(self, encodings, name: str) -> Batch:
         for i, enc in enumerate(encodings):

@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from structbert_client import api
+
 from .batching import gather_padded
 from .errors import InputError
 
@@ -40,7 +42,7 @@ ModelCall = Callable[[Feeds], Awaitable[Feeds]]
 
 # ---------------------------------------------------------------------------------------- schema
 
-def parse_schema(raw: str | dict, name: str = "SCHEMA") -> dict:
+def parse_schema(raw: str | dict, name: str = api.SCHEMA) -> dict:
     """A validated schema: a JSON object whose values are objects (nested levels) or null (leaves).
 
     An empty object as a value is a leaf too.

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from structbert_client import api
+
 from .classification import softmax
 from .errors import InputError
 
@@ -21,7 +23,7 @@ MAX_LABEL_CHARS = 200
 DEFAULT_TEMPLATE = "{}"
 
 
-def parse_labels(raw: str | Sequence[str], *, max_labels: int = MAX_LABELS, name: str = "LABELS") -> list[str]:
+def parse_labels(raw: str | Sequence[str], *, max_labels: int = MAX_LABELS, name: str = api.LABELS) -> list[str]:
     """Labels from a JSON list, a list, or one string separated by ``,`` or ``，``.
 
     Blanks are stripped and empty labels dropped; duplicates are removed keeping the first
@@ -54,7 +56,7 @@ def parse_labels(raw: str | Sequence[str], *, max_labels: int = MAX_LABELS, name
     return labels
 
 
-def check_template(template: str, name: str = "HYPOTHESIS_TEMPLATE") -> str:
+def check_template(template: str, name: str = api.HYPOTHESIS_TEMPLATE) -> str:
     if "{}" not in template:
         raise InputError(f"{name} {template!r} has no '{{}}' placeholder for the label, e.g. '这篇文章的标题是{{}}'")
     try:

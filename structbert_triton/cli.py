@@ -22,6 +22,7 @@ from structbert_export.choices import (
     TASKS,
 )
 from structbert_export.repository import ServingOptions
+from structbert_triton.families import WORKLOADS
 
 log = logging.getLogger("structbert_triton")
 
@@ -66,6 +67,25 @@ def _export_parser(sub) -> None:
                    help="zero-shot: logit index of 'entailment' (default: from label2id, else 0)")
     p.add_argument("--contradiction-index", type=int, default=None,
                    help="zero-shot: logit index of 'contradiction' (default: from label2id, else 2)")
+    p.add_argument("--relevance-index", type=int, default=None,
+                   help="reranking: logit index of the relevant label (default: 0 for one logit, else the label "
+                        "named '1'/'relevant'/'similar'/'entailment', else 1 of two labels)")
+    p.add_argument("--max-passages", type=int, default=None,
+                   help="reranking: passages per query (default: structbert_serving.reranking.MAX_PASSAGES, 256); "
+                        "more is INVALID_ARG")
+
+
+def _tasks_parser(sub) -> None:
+    sub.add_parser("tasks", help="list the task families (one line each: task, the variable naming a real "
+                                 "checkpoint in scripts/serve.sh, public models)")
+
+
+def cmd_tasks(args) -> int:
+    from structbert_triton.families import FAMILIES
+
+    for family in FAMILIES.values():
+        print(family.task, family.checkpoint_env, ",".join(m.name for m in family.public))
+    return 0
 
 
 def _serve_parser(sub) -> None:
@@ -106,7 +126,7 @@ def _bench_parser(sub) -> None:
                         "task, else synthetic checkpoints of --size exported under --out)")
     p.add_argument("--size", choices=SYNTHETIC_SIZES, default="base")
     p.add_argument("--precision", choices=PRECISIONS, default="fp32")
-    p.add_argument("--workloads", default="similarity,zero_shot,uie", help="comma-separated: similarity,zero_shot,uie,pair")
+    p.add_argument("--workloads", default="similarity,zero_shot,uie", help="comma-separated, of: " + ",".join(WORKLOADS))
     p.add_argument("--concurrency", default="1,4,16,64")
     p.add_argument("--duration-s", type=float, default=10.0, help="per concurrency level")
     p.add_argument("--baseline-duration-s", type=float, default=20.0)
@@ -158,7 +178,9 @@ def cmd_export(args) -> int:
     req = ExportRequest(task=args.task, out=args.out, model_dir=args.model_dir, model_id=args.model_id,
                         synthetic=args.synthetic, precision=args.precision, format=args.format, seed=args.seed,
                         attention=args.attention,
-                        entailment_index=args.entailment_index, contradiction_index=args.contradiction_index)
+                        entailment_index=args.entailment_index, contradiction_index=args.contradiction_index,
+                        relevance_index=args.relevance_index,
+                        **({"max_passages": args.max_passages} if args.max_passages is not None else {}))
     try:
         models = run_export(req, opts)
     except (CheckpointError, ValidationError, ValueError) as exc:
@@ -250,12 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     _export_parser(sub)
     _serve_parser(sub)
     _bench_parser(sub)
+    _tasks_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils", "fusion_skiplayernorm"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return {"export": cmd_export, "serve": cmd_serve, "bench": cmd_bench}[args.command](args)
+    return {"export": cmd_export, "serve": cmd_serve, "bench": cmd_bench, "tasks": cmd_tasks}[args.command](args)
 
 
 if __name__ == "__main__":

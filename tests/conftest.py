@@ -61,19 +61,49 @@ def uie_checkpoint(tmp_path_factory) -> Path:
     return make_task_checkpoint(tmp_path_factory.mktemp("ckpt") / "uie-tiny", "uie", "tiny", seed=5)
 
 
+@pytest.fixture(scope="session")
+def rerank_checkpoint(tmp_path_factory) -> Path:
+    """A Hugging Face cross-encoder directory as ``BertForSequenceClassification.save_pretrained``
+    writes it (model_type bert, safetensors, one logit), random tiny weights, the Chinese vocab."""
+    import shutil
+
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from structbert_export.synthetic import chinese_vocab_path, synthetic_config
+
+    out = tmp_path_factory.mktemp("ckpt") / "cross-encoder-tiny"
+    torch.manual_seed(17)
+    model = BertForSequenceClassification(synthetic_config("tiny", num_labels=1)).eval()
+    with torch.no_grad():  # a wide head, so that relevance spreads over (0, 1)
+        model.classifier.weight.mul_(40.0)
+    model.save_pretrained(out)
+    shutil.copyfile(chinese_vocab_path(), out / "vocab.txt")
+    return out
+
+
 def jsonl(name: str, key: str = "text") -> list[str]:
     return [json.loads(line)[key] for line in (DATA / name).read_text().splitlines()]
 
 
 @pytest.fixture(scope="session")
-def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint) -> Path:
+def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint,
+              rerank_checkpoint) -> Path:
     """One repository with every task (FP32 ONNX, embedded flavour) from tiny synthetic checkpoints."""
     out = tmp_path_factory.mktemp("repo") / "tiny"
-    export_repo(out, task="embedding", model_dir=tiny_checkpoint)
-    export_repo(out, task="zero-shot", model_dir=nli_checkpoint)
-    export_repo(out, task="pair-classification", model_dir=pair_checkpoint)
-    export_repo(out, task="uie", model_dir=uie_checkpoint)
+    for task, checkpoint in task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint,
+                                             rerank_checkpoint).items():
+        export_repo(out, task=task, model_dir=checkpoint)
     return out
+
+
+def task_checkpoints(tiny, nli, pair, uie, rerank) -> dict[str, Path]:
+    """The tiny checkpoint of every task family in the registry (a new family fails here until it has one)."""
+    from structbert_triton.families import TASKS
+
+    sources = {"embedding": tiny, "zero-shot": nli, "pair-classification": pair, "uie": uie, "reranking": rerank}
+    assert set(sources) == set(TASKS), f"tests/conftest.py has no tiny checkpoint for {set(TASKS) - set(sources)}"
+    return sources
 
 
 # (serving device, precision) of every native repository a user can export for the container
@@ -82,11 +112,10 @@ NATIVE_VARIANTS = (("cpu", "fp32"), ("cpu", "int8"), ("cuda", "fp32"), ("cuda", 
 
 @pytest.fixture(scope="session")
 def native_repos(tmp_path_factory, cache_root, tiny_checkpoint, nli_checkpoint, pair_checkpoint,
-                 uie_checkpoint) -> dict[tuple[str, str], Path]:
+                 uie_checkpoint, rerank_checkpoint) -> dict[tuple[str, str], Path]:
     """Every task exported natively for each (device, precision), from the tiny checkpoints, with
     ``--intra-op-threads 1`` (tests/export, tests/contract)."""
-    sources = {"embedding": tiny_checkpoint, "zero-shot": nli_checkpoint,
-               "pair-classification": pair_checkpoint, "uie": uie_checkpoint}
+    sources = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint)
     repos = {}
     for device, precision in NATIVE_VARIANTS:
         out = tmp_path_factory.mktemp("native") / f"{device}-{precision}"

@@ -104,7 +104,8 @@ def get_output_tensor_by_name(response: InferenceResponse, name: str) -> Tensor 
 
 
 def triton_string_to_numpy(dtype: str):
-    return {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64, "TYPE_BOOL": np.bool_, "TYPE_STRING": np.object_}[dtype]
+    return {"TYPE_FP32": np.float32, "TYPE_INT64": np.int64, "TYPE_INT32": np.int32, "TYPE_BOOL": np.bool_,
+            "TYPE_STRING": np.object_}[dtype]
 
 
 def request(**inputs: np.ndarray) -> InferenceRequest:

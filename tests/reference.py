@@ -11,5 +11,6 @@ from structbert_bench.baseline import (  # noqa: F401
     mean_pooled,
     np_softmax,
     pair_logits,
+    rerank_reference,
     zero_shot_reference,
 )

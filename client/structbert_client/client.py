@@ -104,7 +104,7 @@ class StructBertClient:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _input(self, name: str, array: np.ndarray):
-        datatype = "BYTES" if array.dtype == object else {"float32": "FP32", "bool": "BOOL"}[str(array.dtype)]
+        datatype = "BYTES" if array.dtype == object else {"float32": "FP32", "bool": "BOOL", "int32": "INT32"}[str(array.dtype)]
         tensor = self._triton.InferInput(name, list(array.shape), datatype)
         tensor.set_data_from_numpy(array)
         return tensor
@@ -142,7 +142,7 @@ class StructBertClient:
     def embed(self, texts: str | Sequence[str]) -> np.ndarray:
         """L2-normalised mean-pooled embeddings: shape [hidden] for a str, [n, hidden] for a list."""
         items, single = _as_list(texts, "texts")
-        parts = [self._call(api.TEXT_EMBEDDING.name, {"TEXT": self._texts(items[s])}, ["EMBEDDING"])["EMBEDDING"]
+        parts = [self._call(api.TEXT_EMBEDDING.name, {api.TEXT: self._texts(items[s])}, [api.EMBEDDING])[api.EMBEDDING]
                  for s in self._chunks(len(items))]
         out = np.concatenate(parts, axis=0)
         return out[0] if single else out
@@ -162,9 +162,9 @@ class StructBertClient:
         elif method == "cosine":
             scores = []
             for s in self._chunks(len(a)):
-                out = self._call(api.SENTENCE_SIMILARITY.name, {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
-                                 ["SCORE"])
-                scores.extend(float(x) for x in out["SCORE"].reshape(-1))
+                out = self._call(api.SENTENCE_SIMILARITY.name, {api.TEXT_A: self._texts(a[s]), api.TEXT_B: self._texts(b[s])},
+                                 [api.SCORE])
+                scores.extend(float(x) for x in out[api.SCORE].reshape(-1))
         else:
             raise ValueError(f"method must be 'cosine' or 'pair', not {method!r}")
         return scores[0] if single else scores
@@ -175,9 +175,9 @@ class StructBertClient:
         a, b, single = _pairs(texts_a, texts_b)
         results: list[dict[str, float]] = []
         for s in self._chunks(len(a)):
-            out = self._call(api.PAIR_CLASSIFICATION.name, {"TEXT_A": self._texts(a[s]), "TEXT_B": self._texts(b[s])},
-                             ["PROBS", "LABELS"])
-            for probs, labels in zip(out["PROBS"], out["LABELS"]):
+            out = self._call(api.PAIR_CLASSIFICATION.name, {api.TEXT_A: self._texts(a[s]), api.TEXT_B: self._texts(b[s])},
+                             [api.PROBS, api.LABELS])
+            for probs, labels in zip(out[api.PROBS], out[api.LABELS]):
                 results.append({_str(label): float(p) for label, p in zip(labels, probs)})
         return results[0] if single else results
 
@@ -202,12 +202,12 @@ class StructBertClient:
             chunk = items[s]
             n = len(chunk)
             out = self._call(api.ZERO_SHOT_CLASSIFICATION.name, {
-                "TEXT": self._texts(chunk),
-                "LABELS": self._texts([encoded_labels] * n),
-                "HYPOTHESIS_TEMPLATE": self._texts([hypothesis_template] * n),
-                "MULTI_LABEL": np.full((n, 1), bool(multi_label)),
-            }, ["RESULT"])
-            results.extend(json.loads(_str(row)) for row in out["RESULT"].reshape(-1))
+                api.TEXT: self._texts(chunk),
+                api.LABELS: self._texts([encoded_labels] * n),
+                api.HYPOTHESIS_TEMPLATE: self._texts([hypothesis_template] * n),
+                api.MULTI_LABEL: np.full((n, 1), bool(multi_label)),
+            }, [api.RESULT])
+            results.extend(json.loads(_str(row)) for row in out[api.RESULT].reshape(-1))
         return results[0] if single else results
 
     def extract(self, texts: str | Sequence[str], schema: dict | str, *, output_all_prefix: bool = False
@@ -230,10 +230,32 @@ class StructBertClient:
         for s in self._chunks(len(items)):
             n = len(items[s])
             out = self._call(api.INFORMATION_EXTRACTION.name, {
-                "TEXT": self._texts(items[s]), "SCHEMA": self._texts([encoded] * n),
-                "OUTPUT_ALL_PREFIX": np.full((n, 1), bool(output_all_prefix)),
-            }, ["RESULT"])
-            results.extend(json.loads(_str(row)) for row in out["RESULT"].reshape(-1))
+                api.TEXT: self._texts(items[s]), api.SCHEMA: self._texts([encoded] * n),
+                api.OUTPUT_ALL_PREFIX: np.full((n, 1), bool(output_all_prefix)),
+            }, [api.RESULT])
+            results.extend(json.loads(_str(row)) for row in out[api.RESULT].reshape(-1))
+        return results[0] if single else results
+
+    def rerank(self, query: str | Sequence[str], passages: Sequence[str], *, top_n: int | None = None,
+               return_passages: bool = False) -> list[dict] | list[list[dict]]:
+        """Rank ``passages`` by relevance to ``query`` with the cross-encoder (``reranking``):
+        ``[{"index", "score"[, "passage"]}]``, best first, ``top_n`` of them (default all); ``score``
+        is the relevance in [0, 1]. A list of queries (each against the same passages) gives one
+        such list per query."""
+        queries, single = _as_list(query, "query")
+        items, _ = _as_list(passages, "passages")
+        if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, int) or top_n < 1):
+            raise InvalidInputError(f"top_n must be a positive int (or None for all passages), not {top_n!r}")
+        results = []
+        for q in queries:
+            inputs = {api.QUERY: self._texts([q]), api.PASSAGES: np.array([[p.encode("utf-8") for p in items]],
+                                                                          dtype=object)}
+            if top_n is not None:
+                inputs[api.TOP_N] = np.array([[top_n]], dtype=np.int32)
+            out = self._call(api.RERANKING.name, inputs, [api.SCORES, api.ORDER])
+            scores, order = out[api.SCORES][0], out[api.ORDER][0]
+            results.append([{"index": int(i), "score": float(scores[i]), **({"passage": items[i]} if return_passages
+                                                                            else {})} for i in order])
         return results[0] if single else results
 
     # -- server state -----------------------------------------------------------------------------

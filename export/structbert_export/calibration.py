@@ -30,7 +30,7 @@ TEMPLATE = "这篇文章的标题是{}"
 UIE_TYPES = ("人物", "地理位置", "组织机构")
 # one source file per kind of text
 SOURCES = {"embedding": "reviews.jsonl", "pair-classification": "reviews.jsonl", "zero-shot": "reviews.jsonl",
-           "uie-encoder": "news.jsonl", "uie-cross": "news.jsonl"}
+           "reranking": "reviews.jsonl", "uie-encoder": "news.jsonl", "uie-cross": "news.jsonl"}
 
 Feeds = dict[str, np.ndarray]
 
@@ -82,6 +82,13 @@ def _review_rows(family: str, rows: list[dict], tokenizer, rng: random.Random) -
             other = [r for r in rows if r["category"] != row["category"]]
             pairs.append((row["text"], rng.choice(same if i % 2 == 0 and same else other)["text"]))
         encodings = tokenizer.encode_batch(pairs)
+    elif family == "reranking":  # a short query about the review's own category, then about another one
+        categories = sorted({r["category"] for r in rows})
+        pairs = []
+        for i, row in enumerate(rows):
+            topic = row["category"] if i % 2 == 0 else rng.choice([c for c in categories if c != row["category"]])
+            pairs.append((f"{topic}怎么样", row["text"]))
+        encodings = tokenizer.encode_batch(pairs)
     else:  # zero-shot: the text against its own category, then against another one
         categories = sorted({r["category"] for r in rows})
         pairs = []
@@ -118,7 +125,7 @@ def real_rows(family: str, checkpoint: Checkpoint, split: str, limit: int | None
     rng = random.Random(seed)
     max_length = min(checkpoint.max_seq_length, 512)
     tokenizer = _tokenizer(checkpoint, max_length)
-    if family in ("embedding", "pair-classification", "zero-shot"):
+    if family in ("embedding", "pair-classification", "zero-shot", "reranking"):
         feeds = _review_rows(family, rows, tokenizer, rng)
     elif family == "uie-encoder":
         feeds = [row for window, hints in _uie_parts(rows, tokenizer) for row in (window, *hints)]

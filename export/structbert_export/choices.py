@@ -3,7 +3,10 @@ builds its argument parser from them)."""
 
 from __future__ import annotations
 
-TASKS = ("embedding", "pair-classification", "zero-shot", "uie")
+from structbert_triton.families import TASKS  # the task-family registry
+
+__all__ = ["ATTENTIONS", "DEVICES", "FLAVOURS", "FORMATS", "OVERLENGTH", "PRECISIONS", "SYNTHETIC_SIZES", "TASKS"]
+
 PRECISIONS = ("fp32", "fp16", "int8")
 FORMATS = ("onnx", "torchscript")
 FLAVOURS = ("embedded", "native")

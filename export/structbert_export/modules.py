@@ -80,7 +80,7 @@ def build_classifier(checkpoint: Checkpoint, attention: str = "eager") -> Sequen
     if "weight" not in head or "bias" not in head:
         raise CheckpointError(
             f"{checkpoint.path}: no classifier head (classifier.weight / classifier.bias); "
-            "pair classification and zero-shot need a sequence-classification checkpoint"
+            "pair classification, zero-shot and reranking need a sequence-classification checkpoint"
         )
     num_labels, hidden = head["weight"].shape
     classifier = nn.Linear(hidden, num_labels)
@@ -170,13 +170,16 @@ def build_uie_cross(checkpoint: Checkpoint, attention: str = "eager") -> UieCros
 FP32_SCOPES: dict[str, tuple[str, ...]] = {"embedding": ("/pooling/",)}
 
 
+def _mean_pooled(checkpoint: Checkpoint, attention: str = "eager") -> nn.Module:
+    return MeanPooledEncoder(build_bert(checkpoint, attention=attention)).eval()
+
+
+# EncoderSpec.module -> the module export traces
+BUILDERS = {"mean-pooled": _mean_pooled, "classifier": build_classifier, "uie-encoder": build_uie_encoder,
+            "uie-cross": build_uie_cross}
+
+
 def build_module(family: str, checkpoint: Checkpoint, attention: str = "eager") -> nn.Module:
-    if family == "embedding":
-        return MeanPooledEncoder(build_bert(checkpoint, attention=attention)).eval()
-    if family in ("pair-classification", "zero-shot"):
-        return build_classifier(checkpoint, attention)
-    if family == "uie-encoder":
-        return build_uie_encoder(checkpoint, attention)
-    if family == "uie-cross":
-        return build_uie_cross(checkpoint, attention)
-    raise ValueError(f"no module for family {family!r}")
+    from .specs import spec_for
+
+    return BUILDERS[spec_for(family).module](checkpoint, attention)

@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from structbert_client import api
+from structbert_serving.params import DEFAULT_MAX_BATCH_TOKENS, EncoderModelParams, Params, RuntimeParams
+
 from . import pbtxt
 from .native import native_encoder_config
 from .specs import EncoderSpec, TensorSpec
@@ -27,7 +30,7 @@ class ServingOptions:
     max_queue_delay_us: int = 2000
     encoder_instances: int = 1
     intra_op_threads: int = 0
-    max_batch_tokens: int = 16384
+    max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     overlength: str = "truncate"
     max_chars: int = 100_000
     device: str = "auto"
@@ -134,14 +137,15 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
             "input": _tensors(spec.inputs, sizes, names, allow_ragged_batch=True),
             "output": _tensors(spec.outputs, sizes, names),
             "instance_group": [{"kind": "KIND_CPU", "count": opts.encoder_instances}],
-            "parameters": pbtxt.parameters({
-                "artifact": artifact.name, "device": device, "intra_op_threads": opts.intra_op_threads,
-                "max_batch_tokens": max(opts.max_batch_tokens, GPU_BATCH_TOKENS) if device == "cuda"
-                else opts.max_batch_tokens, "precision": precision,
-                "mask_groups": json.dumps(spec.mask_groups()),
+            "parameters": pbtxt.parameters(EncoderModelParams(
+                artifact=artifact.name,
                 # its public models run the artifact themselves: load it only if called directly
-                "lazy": runs_in_public_model(spec, opts),
-            }),
+                lazy=runs_in_public_model(spec, opts),
+                runtime=RuntimeParams(
+                    device=device, intra_op_threads=opts.intra_op_threads, mask_groups=spec.mask_groups(),
+                    max_batch_tokens=max(opts.max_batch_tokens, GPU_BATCH_TOKENS) if device == "cuda"
+                    else opts.max_batch_tokens),
+            ).to_parameters()),
         }
         return config, names
     config = {**base, "input": _tensors(spec.inputs, sizes, names), "output": _tensors(spec.outputs, sizes, names),
@@ -152,51 +156,65 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
 
 
 def tokenizer_params(max_length: int, opts: ServingOptions, pair_truncation: str = "longest_first") -> dict:
-    """The tokenisation settings a BLS model reads (``TextTokenizer``'s arguments)."""
+    """The tokenisation fields of a pipeline's parameters (``PipelineParams``; ``TextTokenizer``'s
+    arguments)."""
     params = {"max_length": max_length, "overlength": opts.overlength, "max_chars": opts.max_chars,
               "pair_truncation": pair_truncation}
     if opts.flavour == "native":
         # a native encoder batches only equal shapes: rows are grouped by length bucket
-        params["length_buckets"] = ",".join(str(b) for b in DEFAULT_LENGTH_BUCKETS if b < max_length) + f",{max_length}"
+        params["length_buckets"] = (*(b for b in DEFAULT_LENGTH_BUCKETS if b < max_length), max_length)
     return params
 
 
 def encoder_params(spec: EncoderSpec, names: dict[str, str], opts: ServingOptions) -> dict:
     """How a BLS model reaches its encoder: model name, rows per request, tensor names."""
     return {"encoder_model": spec.triton_name, "encoder_max_batch_size": encoder_max_batch_size(spec, opts),
-            "encoder_tensor_names": json.dumps(names)}
-
-
-IN_PROCESS_FAMILIES = ("embedding", "pair-classification", "zero-shot")  # UIE's schema walk stays BLS
-IN_PROCESS_PARAMS = ("device", "intra_op_threads", "max_batch_tokens", "mask_groups")
+            "encoder_tensor_names": dict(names)}
 
 
 def runs_in_public_model(spec: EncoderSpec, opts: ServingOptions) -> bool:
     """Embedded flavour: do the family's public models run this encoder's artifact themselves?"""
-    return opts.flavour == "embedded" and opts.encoder_in_process and spec.family in IN_PROCESS_FAMILIES
+    from structbert_triton.families import family_of_encoder
+
+    return opts.flavour == "embedded" and opts.encoder_in_process and family_of_encoder(spec.family).in_process
 
 
 def in_process_params(out: Path, spec: EncoderSpec, opts: ServingOptions) -> dict:
-    """Embedded flavour: the parameters with which a public model runs its encoder's artifact in its own
-    stub, copied from the encoder's config just written (one source: the same runtime settings)."""
+    """Embedded flavour: the fields with which a public model runs its encoder's artifact in its own
+    stub, read back from the encoder's config just written (one source: the same runtime settings)."""
     if not runs_in_public_model(spec, opts):
         return {}
     config = pbtxt.parse((out / spec.triton_name / "config.pbtxt").read_text())
-    params = {k: v.string_value for k, v in config.parameters.items()}
-    return {"encoder_in_process": "true", "encoder_artifact": f"{spec.triton_name}/1/{params['artifact']}",
-            "encoder_inputs": ",".join(spec.input_names),
-            **{f"encoder_{k}": params[k] for k in IN_PROCESS_PARAMS if k in params}}
+    encoder = EncoderModelParams.parse({k: v.string_value for k, v in config.parameters.items()},
+                                       model=spec.triton_name)
+    return {"encoder_in_process": True, "encoder_artifact": f"{spec.triton_name}/1/{encoder.artifact}",
+            "encoder_inputs": tuple(spec.input_names), "encoder": encoder.runtime}
+
+
+def public_tensors(model: api.PublicModel, sizes: dict[str, int] | None = None) -> tuple[list[dict], list[dict]]:
+    """A public model's inputs and outputs as the wire API (``structbert_client.api``) declares them;
+    named dims (``hidden``, ``labels``) resolved from the checkpoint's ``sizes``."""
+    def render(t: api.Tensor) -> dict:
+        dims = [d if isinstance(d, int) else int((sizes or {})[d]) for d in t.dims]
+        extra = {"optional": True} if t.optional else {}
+        if t.ragged:
+            extra["allow_ragged_batch"] = True
+        return pbtxt.tensor(t.name, PBTXT_DTYPES[t.datatype], dims, **extra)
+    return [render(t) for t in model.input_tensors], [render(t) for t in model.output_tensors]
+
+
+PBTXT_DTYPES = {"BYTES": "bytes", "BOOL": "bool", "FP32": "float32", "INT32": "int32"}
 
 
 def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict],
-                 opts: ServingOptions, params: dict, tokenizer: Callable[[Path], object] | None = None,
+                 opts: ServingOptions, params: Params, tokenizer: Callable[[Path], object] | None = None,
                  instances: int = BLS_INSTANCES) -> list[str]:
     """Write a public Python-backend model: ``<out>/<name>/config.pbtxt`` and ``1/model.py`` (the
     adapter ``structbert_serving/triton_models/<name>.py``), plus ``1/tokenizer.json`` through ``tokenizer(path)``. Its bounded queue (REJECT) is
     where overload is refused. Several instances: one waiting on its encoder must not serialise the
     others (BLS calls block an instance in the non-decoupled Python backend)."""
     batching = admission_batching(opts)
-    if params.get("encoder_in_process"):  # it computes itself: each instance holds a runtime session
+    if getattr(params, "encoder_in_process", False):  # it computes itself: each instance holds a runtime session
         instances = opts.in_process_instances
         batching = compute_admission_batching(opts)
     model_dir = out / name
@@ -208,7 +226,7 @@ def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict
         "input": inputs, "output": outputs,
         "instance_group": [{"kind": "KIND_CPU", "count": instances}],
         "dynamic_batching": batching,
-        "parameters": pbtxt.parameters(params),
+        "parameters": pbtxt.parameters(params.to_parameters()),
     })
     return [name]
 

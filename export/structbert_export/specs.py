@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from structbert_client import api
+
 # Symbolic dims: "batch" and "sequence" are dynamic; others are resolved from the checkpoint config.
 DYNAMIC = ("batch", "sequence", "hint_sequence")
 
@@ -76,6 +78,8 @@ class EncoderSpec:
     pair_input: bool = False
     # what validation feeds the graph: "tokens" (ids, masks, types[, positions]) or "uie-cross"
     example_kind: str = "tokens"
+    # the PyTorch module export traces (modules.BUILDERS), i.e. the checkpoint head it needs
+    module: str = "classifier"
 
     @property
     def input_names(self) -> list[str]:
@@ -110,12 +114,13 @@ EMBEDDING = EncoderSpec(
     triton_name="embedding_encoder",
     inputs=TOKEN_INPUTS,
     # mean pooling over the attention mask (in float32) and L2 normalisation are part of the graph
-    outputs=(TensorSpec("EMBEDDING", "float32", ("batch", "hidden")),),
+    outputs=(TensorSpec(api.EMBEDDING, "float32", ("batch", "hidden")),),
     tolerances={
         "fp32": Tolerance(max_abs_diff=1e-4, min_cosine=0.99999),
         "fp16": Tolerance(max_abs_diff=2e-2, min_cosine=0.999),
         "int8": Tolerance(max_abs_diff=None, min_cosine=0.97, real=RealTextTolerance(mean_cosine=0.995, min_cosine=0.99)),
     },
+    module="mean-pooled",
 )
 
 _CLASSIFIER_TOLERANCES = {
@@ -143,6 +148,16 @@ ZERO_SHOT = EncoderSpec(
     pair_input=True,
     max_batch_size=128,  # a request fans out into one pair per candidate label
 )
+# Cross-encoder rerankers: the same classifier graph (1 logit, or the pair classifier's labels)
+RERANKING = EncoderSpec(
+    family="reranking",
+    triton_name="reranker",
+    inputs=TOKEN_INPUTS,
+    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
+    tolerances=_CLASSIFIER_TOLERANCES,
+    pair_input=True,
+    max_batch_size=128,  # a request fans out into one pair per passage
+)
 
 _HIDDEN_TOLERANCES = {
     "fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.99999),
@@ -158,6 +173,7 @@ UIE_ENCODER = EncoderSpec(
     outputs=(TensorSpec("HIDDEN", "float32", ("batch", "sequence", "hidden")),),
     tolerances=_HIDDEN_TOLERANCES,
     max_batch_size=128,
+    module="uie-encoder",
 )
 # ... and the last 6 layers over [window ; hint] with the joint mask, then head/tail pointers.
 UIE_CROSS = EncoderSpec(
@@ -179,10 +195,11 @@ UIE_CROSS = EncoderSpec(
     },
     max_batch_size=128,
     example_kind="uie-cross",
+    module="uie-cross",
 )
 
 SPECS: dict[str, EncoderSpec] = {
-    spec.family: spec for spec in (EMBEDDING, PAIR_CLASSIFICATION, ZERO_SHOT, UIE_ENCODER, UIE_CROSS)
+    spec.family: spec for spec in (EMBEDDING, PAIR_CLASSIFICATION, ZERO_SHOT, RERANKING, UIE_ENCODER, UIE_CROSS)
 }
 # outputs whose argmax is a prediction: validation reports argmax agreement for them
 CLASSIFY_OUTPUTS = ("LOGITS",)

@@ -86,13 +86,6 @@ def make_bert_checkpoint(
     return out
 
 
-# Label sets of the real checkpoints (pipelines.md): similarity "0"/"1"; NLI entailment at 0.
-HEAD_LABELS = {
-    "pair-classification": ["0", "1"],
-    "zero-shot": ["entailment", "neutral", "contradiction"],
-}
-
-
 def make_uie_checkpoint(out: str | Path, size: str = "tiny", *, seed: int = 0) -> Path:
     """SiameseUIE layout: ``plm.*`` (L-6 layers), ``crossattention.layer.{0..5}``, ``head_clsf``,
     ``tail_clsf``. The pointer heads are scaled so that raw logits straddle the 0.5 threshold:
@@ -124,13 +117,10 @@ def make_uie_checkpoint(out: str | Path, size: str = "tiny", *, seed: int = 0) -
     return out
 
 
-def make_task_checkpoint(out: str | Path, task: str, size: str = "tiny", *, seed: int = 0) -> Path:
-    """A synthetic checkpoint in the layout the task's real checkpoint has."""
-    if task == "uie":
-        return make_uie_checkpoint(out, size, seed=seed)
-    if task not in HEAD_LABELS:
-        return make_bert_checkpoint(out, size, seed=seed, task=task)
-    labels = HEAD_LABELS[task]
+def make_classifier_checkpoint(out: str | Path, labels: list[str] | tuple[str, ...], size: str = "tiny", *,
+                               seed: int = 0, task: str = "text-classification") -> Path:
+    """A sequence classifier (``classifier.*`` over the pooler) with these labels: a pair classifier,
+    an NLI model, or a one-logit cross-encoder."""
     hidden = SIZES[size]["hidden_size"]
     gen = torch.Generator().manual_seed(seed + 1)
     # a wide random head so that labels are well separated and argmax checks mean something
@@ -139,3 +129,16 @@ def make_task_checkpoint(out: str | Path, task: str, size: str = "tiny", *, seed
     extra = {"id2label": {str(i): name for i, name in enumerate(labels)},
              "label2id": {name: i for i, name in enumerate(labels)}}
     return make_bert_checkpoint(out, size, seed=seed, task=task, head=head, extra_config=extra)
+
+
+def make_task_checkpoint(out: str | Path, task: str, size: str = "tiny", *, seed: int = 0) -> Path:
+    """A synthetic checkpoint in the layout the task's real checkpoint has (the family's
+    ``synthetic_head`` and ``synthetic_labels`` in the registry)."""
+    from structbert_triton.families import FAMILIES
+
+    family = FAMILIES.get(task)
+    if family is not None and family.synthetic_head == "uie":
+        return make_uie_checkpoint(out, size, seed=seed)
+    if family is not None and family.synthetic_head == "classifier":
+        return make_classifier_checkpoint(out, family.synthetic_labels, size, seed=seed, task=task)
+    return make_bert_checkpoint(out, size, seed=seed, task=task)

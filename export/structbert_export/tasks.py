@@ -12,13 +12,20 @@ from pathlib import Path
 
 from structbert_client import api
 from structbert_serving.classification import id2label_list
-from structbert_serving.uie import MAX_TEXT_TOKENS
-from structbert_serving.zero_shot import MAX_LABELS, NliIndices
+from structbert_serving.params import (
+    PairClassificationParams,
+    PipelineParams,
+    RerankingParams,
+    UieParams,
+    ZeroShotParams,
+)
+from structbert_serving.reranking import MAX_PASSAGES, relevance_index
+from structbert_serving.zero_shot import NliIndices
+from structbert_triton.families import FAMILIES
 
 from . import pbtxt
 from .artifacts import export_artifact
 from .checkpoint import Checkpoint, load_checkpoint, resolve_model_id
-from .choices import TASKS
 from .container import ensure_onnx_loadable, release
 from .modules import build_module
 from .native import OptionError, native_device
@@ -29,6 +36,7 @@ from .repository import (
     encoder_max_batch_size,
     encoder_params,
     in_process_params,
+    public_tensors,
     python_model,
     tokenizer_params,
     write_json,
@@ -55,6 +63,8 @@ class ExportRequest:
     attention: str = "eager"  # sdpa: PyTorch's fused attention (TorchScript on GPU, large batches)
     entailment_index: int | None = None
     contradiction_index: int | None = None
+    relevance_index: int | None = None  # reranking: the relevant label (default: see reranking.relevance_index)
+    max_passages: int = MAX_PASSAGES  # reranking: passages per query
 
 
 def cache_dir() -> Path:
@@ -145,29 +155,31 @@ def tokenizer_writer(checkpoint: Checkpoint):
     return lambda path: write_tokenizer_json(checkpoint, path)
 
 
+def pipeline_params(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOptions, spec, names: dict[str, str],
+                    pair_truncation: str = "longest_first") -> dict:
+    """The fields every token pipeline's parameters share (``PipelineParams``)."""
+    return {**tokenizer_params(checkpoint.max_seq_length, opts, pair_truncation), **encoder_params(spec, names, opts),
+            **in_process_params(req.out, spec, opts)}
+
+
+def public_model(req: ExportRequest, checkpoint: Checkpoint, model: api.PublicModel, sizes: dict[str, int],
+                 opts: ServingOptions, params) -> list[str]:
+    """A public model as the wire API declares it, its adapter, typed parameters and tokenizer."""
+    inputs, outputs = public_tensors(model, sizes)
+    return python_model(req.out, model.name, inputs=inputs, outputs=outputs, opts=opts, params=params,
+                        tokenizer=tokenizer_writer(checkpoint))
+
+
 def export_embedding(req: ExportRequest, opts: ServingOptions) -> list[str]:
     """embedding_encoder (mean pooling and L2 normalisation in the graph) + the BLS models
     text_embedding and sentence_similarity (tokenise, encode, cosine)."""
     checkpoint = resolve_checkpoint(req)
     sizes, names = export_encoder(req, checkpoint, opts)
     spec = spec_for(req.task)
-    params = {**tokenizer_params(checkpoint.max_seq_length, opts), **encoder_params(spec, names, opts),
-              **in_process_params(req.out, spec, opts)}
-    models = [spec.triton_name]
-    models += python_model(req.out, api.TEXT_EMBEDDING.name, inputs=public_inputs(api.TEXT_EMBEDDING),
-                           outputs=[pbtxt.tensor("EMBEDDING", "float32", [sizes["hidden"]])], opts=opts,
-                           params=params, tokenizer=tokenizer_writer(checkpoint))
-    models += python_model(req.out, api.SENTENCE_SIMILARITY.name, inputs=public_inputs(api.SENTENCE_SIMILARITY),
-                           outputs=[pbtxt.tensor("SCORE", "float32", [1])], opts=opts, params=params,
-                           tokenizer=tokenizer_writer(checkpoint))
-    return models
-
-
-def public_inputs(model: api.PublicModel) -> list[dict]:
-    """A public model's inputs as the wire API (``structbert_client.api``) names them, [batch, 1] each."""
-    dtypes = {"BYTES": "bytes", "BOOL": "bool"}
-    return [*(pbtxt.tensor(n, "bytes", [1]) for n in model.inputs),
-            *(pbtxt.tensor(n, dtypes[t], [1], optional=True) for n, t in model.optional_inputs)]
+    params = PipelineParams(**pipeline_params(req, checkpoint, opts, spec, names))
+    return [spec.triton_name,
+            *public_model(req, checkpoint, api.TEXT_EMBEDDING, sizes, opts, params),
+            *public_model(req, checkpoint, api.SENTENCE_SIMILARITY, sizes, opts, params)]
 
 
 def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list[str]:
@@ -175,16 +187,10 @@ def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list
     (tokenise the pair, classify, softmax -> PROBS, LABELS)."""
     checkpoint = resolve_checkpoint(req)
     sizes, names = export_encoder(req, checkpoint, opts)
-    labels = id2label_list(checkpoint.config.id2label, sizes["labels"])
     spec = spec_for(req.task)
-    n = len(labels)
-    params = {**tokenizer_params(checkpoint.max_seq_length, opts, "longest_first"),
-              **encoder_params(spec, names, opts), **in_process_params(req.out, spec, opts),
-              "labels": json.dumps(labels, ensure_ascii=False)}
-    return [spec.triton_name, *python_model(
-        req.out, api.PAIR_CLASSIFICATION.name, inputs=public_inputs(api.PAIR_CLASSIFICATION),
-        outputs=[pbtxt.tensor("PROBS", "float32", [n]), pbtxt.tensor("LABELS", "bytes", [n])], opts=opts,
-        params=params, tokenizer=tokenizer_writer(checkpoint))]
+    params = PairClassificationParams(**pipeline_params(req, checkpoint, opts, spec, names),
+                                      labels=id2label_list(checkpoint.config.id2label, sizes["labels"]))
+    return [spec.triton_name, *public_model(req, checkpoint, api.PAIR_CLASSIFICATION, sizes, opts, params)]
 
 
 def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
@@ -199,16 +205,28 @@ def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
         if not 0 <= idx < sizes["labels"]:
             raise ValueError(f"{which} index {idx} is outside the {sizes['labels']} labels of {checkpoint.path}")
     spec = spec_for(req.task)
-    params = {**tokenizer_params(checkpoint.max_seq_length, opts, "only_first"), **encoder_params(spec, names, opts),
-              **in_process_params(req.out, spec, opts),
-              "max_labels": MAX_LABELS, "entailment_index": indices.entailment,
-              "contradiction_index": indices.contradiction}
-    models = [spec.triton_name, *python_model(
-        req.out, api.ZERO_SHOT_CLASSIFICATION.name, inputs=public_inputs(api.ZERO_SHOT_CLASSIFICATION),
-        outputs=[pbtxt.tensor("RESULT", "bytes", [1])], opts=opts, params=params,
-        tokenizer=tokenizer_writer(checkpoint))]
+    params = ZeroShotParams(**pipeline_params(req, checkpoint, opts, spec, names, "only_first"),  # never cut the hypothesis
+                            entailment_index=indices.entailment, contradiction_index=indices.contradiction)
     log.info("NLI indices: entailment %d, contradiction %d", indices.entailment, indices.contradiction)
-    return models
+    return [spec.triton_name, *public_model(req, checkpoint, api.ZERO_SHOT_CLASSIFICATION, sizes, opts, params)]
+
+
+def export_reranking(req: ExportRequest, opts: ServingOptions) -> list[str]:
+    """reranker (a cross-encoder's LOGITS: one logit, or a pair classifier's labels) + the BLS model
+    reranking (one pair per passage, cut from the passage only; relevance = sigmoid of the logit or
+    softmax of the relevant label)."""
+    checkpoint = resolve_checkpoint(req)
+    sizes, names = export_encoder(req, checkpoint, opts)
+    labels = id2label_list(checkpoint.config.id2label, sizes["labels"])
+    relevant = relevance_index(labels, req.relevance_index)
+    if req.max_passages < 1:
+        raise ValueError(f"--max-passages {req.max_passages}: allow at least one passage per query")
+    spec = spec_for(req.task)
+    params = RerankingParams(**pipeline_params(req, checkpoint, opts, spec, names, "only_second"),  # keep the query
+                             max_passages=req.max_passages, relevance_index=relevant)
+    log.info("reranking: relevance = %s of label %d (%s)", "sigmoid" if len(labels) == 1 else "softmax", relevant,
+             labels[relevant])
+    return [spec.triton_name, *public_model(req, checkpoint, api.RERANKING, sizes, opts, params)]
 
 
 def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
@@ -218,18 +236,12 @@ def export_uie(req: ExportRequest, opts: ServingOptions) -> list[str]:
     _, encoder_names = export_encoder(req, checkpoint, opts, "uie-encoder")
     _, cross_names = export_encoder(req, checkpoint, opts, "uie-cross")
     encoder_spec, cross_spec = spec_for("uie-encoder"), spec_for("uie-cross")
-    params = {"encoder_model": encoder_spec.triton_name, "cross_model": cross_spec.triton_name,
-              "encoder_max_batch_size": min(encoder_max_batch_size(encoder_spec, opts),
-                                            encoder_max_batch_size(cross_spec, opts)),
-              "encoder_tensor_names": json.dumps({**encoder_names, **cross_names}),
-              "max_text_tokens": MAX_TEXT_TOKENS, "max_chars": opts.max_chars}
-    return [encoder_spec.triton_name, cross_spec.triton_name, *python_model(
-        req.out, api.INFORMATION_EXTRACTION.name, inputs=public_inputs(api.INFORMATION_EXTRACTION),
-        outputs=[pbtxt.tensor("RESULT", "bytes", [1])], opts=opts, params=params,
-        tokenizer=tokenizer_writer(checkpoint))]
-
-
-EXPORTERS = dict(zip(TASKS, (export_embedding, export_pair_classification, export_zero_shot, export_uie), strict=True))
+    params = UieParams(encoder_model=encoder_spec.triton_name, cross_model=cross_spec.triton_name,
+                       encoder_max_batch_size=min(encoder_max_batch_size(encoder_spec, opts),
+                                                  encoder_max_batch_size(cross_spec, opts)),
+                       encoder_tensor_names={**encoder_names, **cross_names}, max_chars=opts.max_chars)
+    return [encoder_spec.triton_name, cross_spec.triton_name,
+            *public_model(req, checkpoint, api.INFORMATION_EXTRACTION, {}, opts, params)]
 
 
 TORCHSCRIPT_NATIVE = (
@@ -241,8 +253,8 @@ TORCHSCRIPT_NATIVE = (
 def check_options(req: ExportRequest, opts: ServingOptions) -> ServingOptions:
     """Refuse option combinations that cannot give a working repository, before anything is written;
     return the options with the serving device resolved."""
-    if req.task not in EXPORTERS:
-        raise OptionError(f"unknown task {req.task!r}; choose one of {', '.join(EXPORTERS)}")
+    if req.task not in FAMILIES:
+        raise OptionError(f"unknown task {req.task!r}; choose one of {', '.join(FAMILIES)}")
     if req.precision == "int8" and req.format == "torchscript":
         raise OptionError("INT8 is an ONNX Runtime CPU artifact; use --format onnx for --precision int8")
     if opts.flavour == "native":
@@ -304,7 +316,7 @@ def run_export(req: ExportRequest, opts: ServingOptions | None = None) -> list[s
     req.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{req.out.name}.staging-", dir=req.out.parent))
     try:
-        models = EXPORTERS[req.task](replace(req, out=staging), opts)
+        models = FAMILIES[req.task].export(replace(req, out=staging), opts)
         swap_in(staging, req.out, models)
         update_manifest(req.out, req, opts, models)
     finally:

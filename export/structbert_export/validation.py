@@ -144,6 +144,14 @@ def _agreement(ref: list[dict], got: list[dict], name: str, margin: float, point
             total += int(clear.sum())
             ties += int((~clear).sum())
             smallest = min(smallest, float(gap[clear].min()) if clear.any() else smallest)
+        elif want.size == 1:  # one logit (a cross-encoder): the decision is its sign
+            gap = float(abs(want.ravel()[0]))
+            if gap < margin:
+                ties += 1
+                continue
+            smallest = min(smallest, gap)
+            total += 1
+            agree += int((want.ravel()[0] > 0) == (have.ravel()[0] > 0))
         else:
             top = np.sort(want)[::-1]
             gap = float(top[0] - top[1])

@@ -66,6 +66,20 @@ def zero_shot_reference(model, tokenizer, text: str, labels: list[str], *, multi
     return {"labels": [labels[i] for i in order], "scores": [float(scores[i]) for i in order]}
 
 
+def rerank_reference(model, tokenizer, query: str, passages: list[str], *, relevant: int | None = None,
+                     max_length: int = 512) -> np.ndarray:
+    """Cross-encoder relevance of each passage (pipelines.md): one logit -> sigmoid; several labels ->
+    softmax, the relevant label's probability (default: label "1", else index 1). Cut from the passage."""
+    logits = pair_logits(model, tokenizer, [(query, p) for p in passages], truncation="only_second",
+                         max_length=max_length)
+    if logits.shape[1] == 1:
+        return 1.0 / (1.0 + np.exp(-logits[:, 0].astype(np.float64)))
+    if relevant is None:
+        labels = [str(model.config.id2label[i]) for i in range(logits.shape[1])]
+        relevant = labels.index("1") if "1" in labels else 1
+    return np_softmax(logits.astype(np.float64), axis=1)[:, relevant]
+
+
 def load_reference(model_dir: Path, device: str = "cpu"):
     model_dir = Path(model_dir)
     model = BertModel.from_pretrained(str(model_dir), config=_config(model_dir), add_pooling_layer=False).eval()

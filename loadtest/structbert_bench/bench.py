@@ -22,8 +22,14 @@ from .workloads import WORKLOADS, default_data_dir, payloads, sdk_worker
 
 log = logging.getLogger("structbert_bench")
 
-ENCODER_OF_TASK = {"embedding": "embedding_encoder", "zero-shot": "zero_shot_classifier",
-                   "uie": "uie_encoder", "pair-classification": "pair_classifier"}
+
+
+def encoder_of_task(task: str) -> str:
+    """The family's first encoder model (its export.json names the checkpoint), from the registry."""
+    from structbert_export.specs import spec_for
+    from structbert_triton.families import FAMILIES
+
+    return spec_for(FAMILIES[task].encoders[0]).triton_name
 
 
 @dataclass
@@ -110,7 +116,7 @@ def repository_precision(repo: Path) -> str:
 
 
 def checkpoint_of(repo: Path, task: str) -> Path:
-    meta = json.loads((repo / ENCODER_OF_TASK[task] / "1" / "export.json").read_text())
+    meta = json.loads((repo / encoder_of_task(task) / "1" / "export.json").read_text())
     return Path(meta["source"])
 
 

@@ -42,7 +42,7 @@ class TritonHttpUser(User):
     def _inputs(self, model: str):
         tensors = []
         for name, values in self.sampler.inputs(model).items():
-            array = np.array([[v.encode()] for v in values], dtype=object)
+            array = np.array([[v.encode() for v in values]], dtype=object)  # one row: [1, values]
             t = self.triton.InferInput(name, list(array.shape), "BYTES")
             t.set_data_from_numpy(array)
             tensors.append(t)

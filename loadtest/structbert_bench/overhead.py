@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from structbert_client import api
+
 from .bench import machine_info
 from .measure import RssSampler, process_tree, rss_bytes, summarise
 from .workloads import WORKLOADS
@@ -64,45 +66,44 @@ class InProcess:
     def __init__(self, repo: Path, model: str, device: str = "cpu"):
         from structbert_export import pbtxt
         from structbert_serving.encoder import TOKEN_NAMES, encoder_from_params, token_input_specs, warm_up
-        from structbert_serving.params import get_param
+        from structbert_serving.params import EncoderModelParams, PipelineParams, ZeroShotParams
         from structbert_serving.tokenization import TextTokenizer
 
         config = pbtxt.parse((repo / model / "config.pbtxt").read_text())
         params = {k: v.string_value for k, v in config.parameters.items()}
-        encoder = params.get("encoder_model", "")
-        if params.get("encoder_artifact"):  # runs in the public model: its own copy of the settings
-            prefix, path = "encoder_", repo / params["encoder_artifact"]
-            enc_params, rows = params, get_param(params, "encoder_max_batch_size", 64)
+        kind = ZeroShotParams if model == api.ZERO_SHOT_CLASSIFICATION.name else PipelineParams
+        settings = kind.parse(params, model=model, strict=False)  # strict=False: a subclass's keys too
+        if settings.encoder_in_process:  # runs in the public model: its own copy of the settings
+            runtime, path, rows = settings.encoder, repo / settings.encoder_artifact, settings.encoder_max_batch_size
         else:  # BLS: the encoder model's settings
-            enc_config = pbtxt.parse((repo / encoder / "config.pbtxt").read_text())
-            enc_params = {k: v.string_value for k, v in enc_config.parameters.items()}
-            prefix, rows = "", enc_config.max_batch_size
-            path = repo / encoder / "1" / enc_params.get("artifact", "model.onnx")
-        self.output = "EMBEDDING" if model in ("text_embedding", "sentence_similarity") else "LOGITS"
+            enc_config = pbtxt.parse((repo / settings.encoder_model / "config.pbtxt").read_text())
+            enc = EncoderModelParams.parse({k: v.string_value for k, v in enc_config.parameters.items()},
+                                           model=settings.encoder_model)
+            runtime, rows = enc.runtime, enc_config.max_batch_size
+            path = repo / settings.encoder_model / "1" / enc.artifact
+        self.output = api.EMBEDDING if model in (api.TEXT_EMBEDDING.name, api.SENTENCE_SIMILARITY.name) else "LOGITS"
         self.encoder = encoder_from_params(path, input_names=list(TOKEN_NAMES), output_names=[self.output],
-                                           params=enc_params, max_rows=rows, cpu_instance=device == "cpu",
-                                           prefix=prefix)
+                                           runtime=runtime, max_rows=rows, cpu_instance=device == "cpu")
         warm_up(self.encoder, token_input_specs(TOKEN_NAMES))
         self.tokenizer = TextTokenizer(
-            repo / model / "1" / "tokenizer.json", max_length=get_param(params, "max_length", 512),
-            overlength=get_param(params, "overlength", "truncate"),
-            pair_truncation=get_param(params, "pair_truncation", "longest_first"))
+            repo / model / "1" / "tokenizer.json", max_length=settings.max_length,
+            overlength=settings.overlength, pair_truncation=settings.pair_truncation)
         self.model = model
-        self.entailment = get_param(params, "entailment_index", 0)
-        self.contradiction = get_param(params, "contradiction_index", 2)
+        self.entailment = getattr(settings, "entailment_index", 0)
+        self.contradiction = getattr(settings, "contradiction_index", 2)
 
     def __call__(self, batch: list[dict[str, str]]) -> list:
         """One dynamic batch of requests: tokenise all, encode all, post-process per request."""
         from structbert_serving import similarity, zero_shot
 
         if self.model == "zero_shot_classification":
-            labels = [zero_shot.parse_labels(r["LABELS"]) for r in batch]
-            groups = [[(r["TEXT"], h) for h in zero_shot.hypotheses(lab, zero_shot.DEFAULT_TEMPLATE)]
+            labels = [zero_shot.parse_labels(r[api.LABELS]) for r in batch]
+            groups = [[(r[api.TEXT], h) for h in zero_shot.hypotheses(lab, zero_shot.DEFAULT_TEMPLATE)]
                       for r, lab in zip(batch, labels)]
         elif self.model == "sentence_similarity":
-            groups = [g for r in batch for g in ([r["TEXT_A"]], [r["TEXT_B"]])]
+            groups = [g for r in batch for g in ([r[api.TEXT_A]], [r[api.TEXT_B]])]
         else:
-            groups = [[r["TEXT"]] for r in batch]
+            groups = [[r[api.TEXT]] for r in batch]
         encoded = self.tokenizer.encode_many(groups)
         feeds = [{"INPUT_IDS": b.input_ids, "ATTENTION_MASK": b.attention_mask, "TOKEN_TYPE_IDS": b.token_type_ids}
                  for b in encoded]

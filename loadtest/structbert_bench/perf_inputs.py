@@ -17,7 +17,7 @@ OUT = Path(__file__).resolve().parents[1] / "perf_analyzer"
 
 def perf_inputs(model: str, n: int = 200, seed: int = 0) -> dict:
     sampler = Sampler(seed)
-    return {"data": [{name: {"content": values, "shape": [1]} for name, values in sampler.inputs(model).items()}
+    return {"data": [{name: {"content": values, "shape": [len(values)]} for name, values in sampler.inputs(model).items()}
                      for _ in range(n)]}
 
 

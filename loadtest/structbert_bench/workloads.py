@@ -6,36 +6,12 @@ import json
 import os
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from structbert_client import api
+from structbert_triton.families import CATEGORIES, NER_SCHEMA, WORKLOADS, Corpus, Workload, family_of_model
 
-CATEGORIES = ["书籍", "平板", "手机", "水果", "洗发水", "热水器", "蒙牛", "衣服", "计算机", "酒店"]
-NER_SCHEMA = {"人物": None, "地理位置": None, "组织机构": None}
-
-
-@dataclass(frozen=True)
-class Workload:
-    name: str
-    task: str  # export task
-    model: str  # public Triton model
-    unit: str  # what one request carries
-    description: str
-
-
-WORKLOADS = {w.name: w for w in (
-    Workload("embedding", "embedding", api.TEXT_EMBEDDING.name, "texts",
-             "L2-normalised mean-pooled embedding of one shopping review (text_embedding)"),
-    Workload("similarity", "embedding", api.SENTENCE_SIMILARITY.name, "pairs",
-             "bi-encoder cosine of two shopping reviews (sentence_similarity)"),
-    Workload("zero_shot", "zero-shot", api.ZERO_SHOT_CLASSIFICATION.name, "texts",
-             "one shopping review against the 10 category labels"),
-    Workload("uie", "uie", api.INFORMATION_EXTRACTION.name, "extractions",
-             "one MSRA news sentence, schema {人物, 地理位置, 组织机构}"),
-    Workload("pair", "pair-classification", api.PAIR_CLASSIFICATION.name, "pairs",
-             "cross-encoder P(similar) of two shopping reviews"),
-)}
+__all__ = ["CATEGORIES", "NER_SCHEMA", "WORKLOADS", "Sampler", "Workload", "baseline_call", "client_call", "payloads"]
 
 
 def default_data_dir() -> Path:
@@ -57,54 +33,36 @@ def _texts(path: Path) -> list[str]:
             if t.strip()]
 
 
+def corpus(data_dir: Path) -> Corpus:
+    return Corpus(reviews=_texts(data_dir / "shopping_reviews.jsonl"), news=_texts(data_dir / "msra_ner.jsonl"))
+
+
 def payloads(name: str, data_dir: Path, n: int, seed: int = 0) -> list[tuple]:
     """n request payloads, sampled with a fixed seed so server and baseline see the same texts."""
     rng = random.Random(seed)
-    if name == "uie":
-        texts = _texts(data_dir / "msra_ner.jsonl")
-        return [(rng.choice(texts),) for _ in range(n)]
-    reviews = _texts(data_dir / "shopping_reviews.jsonl")
-    if name in ("zero_shot", "embedding"):
-        return [(rng.choice(reviews),) for _ in range(n)]
-    return [(rng.choice(reviews), rng.choice(reviews)) for _ in range(n)]
+    texts = corpus(data_dir)
+    return [WORKLOADS[name].draw(texts, rng) for _ in range(n)]
 
 
 def client_call(name: str, client) -> Callable[[tuple], object]:
     """The SDK call a user makes for one request of the workload."""
-    if name == "embedding":
-        return lambda p: client.embed(p[0])
-    if name == "similarity":
-        return lambda p: client.similarity(p[0], p[1])
-    if name == "pair":
-        return lambda p: client.pair_classify(p[0], p[1])
-    if name == "zero_shot":
-        return lambda p: client.classify(p[0], CATEGORIES)
-    if name == "uie":
-        return lambda p: client.extract(p[0], NER_SCHEMA)
-    raise ValueError(name)
+    call = WORKLOADS[name].call
+    return lambda p: call(client, p)
 
 
 class Sampler:
     """Raw request inputs (``{input name: [strings]}``, one row) for every public model, drawn from
-    the real texts: what locust and perf_analyzer send."""
+    the real texts: what locust and perf_analyzer send (the model's first workload in the registry)."""
 
     def __init__(self, seed: int | None = None, data_dir: Path | None = None):
-        folder = data_dir or default_data_dir()
         self.rng = random.Random(seed)
-        self.reviews = _texts(folder / "shopping_reviews.jsonl")
-        self.news = _texts(folder / "msra_ner.jsonl")
+        self.texts = corpus(data_dir or default_data_dir())
 
     def inputs(self, model: str) -> dict[str, list[str]]:
-        r = self.rng
-        if model == api.TEXT_EMBEDDING.name:
-            return {"TEXT": [r.choice(self.reviews)]}
-        if model in (api.SENTENCE_SIMILARITY.name, api.PAIR_CLASSIFICATION.name):
-            return {"TEXT_A": [r.choice(self.reviews)], "TEXT_B": [r.choice(self.reviews)]}
-        if model == api.ZERO_SHOT_CLASSIFICATION.name:
-            return {"TEXT": [r.choice(self.reviews)], "LABELS": [json.dumps(CATEGORIES, ensure_ascii=False)]}
-        if model == api.INFORMATION_EXTRACTION.name:
-            return {"TEXT": [r.choice(self.news)], "SCHEMA": [json.dumps(NER_SCHEMA, ensure_ascii=False)]}
-        raise ValueError(f"unknown model {model!r}; public models: {', '.join(api.PUBLIC_MODELS)}")
+        workload = next((w for w in family_of_model(model).workloads if w.model == model), None)
+        if workload is None:
+            raise ValueError(f"no workload for the public model {model!r}; public models: {', '.join(api.PUBLIC_MODELS)}")
+        return workload.wire(workload.draw(self.texts, self.rng))
 
 
 def sdk_worker(url: str, protocol: str, workload: str, timeout_s: float = 120.0
@@ -125,23 +83,7 @@ def baseline_call(name: str, checkpoint: Path, device: str = "cpu") -> Callable[
 
     import torch
 
-    from . import baseline
-
-    if name in ("embedding", "similarity"):
-        model, tok = baseline.load_reference(checkpoint, device)
-        call = (lambda p: baseline.mean_pooled(model, tok, [p[0]], 512)) if name == "embedding" \
-            else (lambda p: baseline.cosine_pair(model, tok, p[0], p[1]))
-    elif name == "pair":
-        model, tok = baseline.load_classifier(checkpoint, device)
-        call = lambda p: baseline.np_softmax(baseline.pair_logits(model, tok, [p], truncation="longest_first"))  # noqa: E731
-    elif name == "zero_shot":
-        model, tok = baseline.load_classifier(checkpoint, device)
-        call = lambda p: baseline.zero_shot_batched(model, tok, p[0], CATEGORIES)  # noqa: E731
-    elif name == "uie":
-        uie = baseline.SiameseUieReference(checkpoint, device)
-        call = lambda p: uie.extract(p[0], NER_SCHEMA)  # noqa: E731
-    else:
-        raise ValueError(name)
+    call = WORKLOADS[name].baseline(checkpoint, device)
     if device == "cpu":
         return call
 

@@ -12,28 +12,31 @@ import time
 
 from structbert_serving import triton_io
 from structbert_serving.encoder import encoder_from_params, warm_up
-from structbert_serving.params import get_param
+from structbert_serving.params import EncoderModelParams
 
 
 class TritonPythonModel:
+    params_type = EncoderModelParams  # the parameters export writes for this model
+
     def initialize(self, args):
         config, params, self.dtypes = triton_io.setup(args)
+        self.settings = self.params_type.parse(params, model=args.get("model_name", ""))
         self.input_names = [i["name"] for i in config["input"]]
         self.encoder = None
-        self._config, self._params, self._args = config, params, args
-        if get_param(params, "lazy", False):
+        self._config, self._args = config, args
+        if self.settings.lazy:
             triton_io.log.info("%s loads its artifact on its first request", args["model_name"])
         else:
             self._load()
 
     def _load(self):
-        config, params, args = self._config, self._params, self._args
+        config, args, settings = self._config, self._args, self.settings
         self.encoder = encoder_from_params(
-            triton_io.version_dir(args) / get_param(params, "artifact", "model.onnx"),
-            input_names=self.input_names, output_names=list(self.dtypes), params=params,
+            triton_io.version_dir(args) / settings.artifact,
+            input_names=self.input_names, output_names=list(self.dtypes), runtime=settings.runtime,
             max_rows=int(config.get("max_batch_size", 64)), cpu_instance=args.get("model_instance_kind") == "CPU")
         triton_io.log.info("%s runs on %s", args["model_name"], self.encoder.runner.device)
-        if get_param(params, "warmup", True):
+        if settings.runtime.warmup:
             started = time.perf_counter()
             warm_up(self.encoder, config["input"])
             triton_io.log.info("%s warmed up in %.2f s", args["model_name"], time.perf_counter() - started)

@@ -13,25 +13,30 @@ import json
 
 import numpy as np
 
+from structbert_client import api
 from structbert_serving import bls, triton_io, uie
-from structbert_serving.params import get_param
-from structbert_serving.texts import DEFAULT_MAX_CHARS, check_texts, decode_texts
+from structbert_serving.params import UieParams
+from structbert_serving.texts import check_texts, decode_texts
 
 
 class TritonPythonModel:
+    params_type = UieParams  # the parameters export writes for this model
+
     def initialize(self, args):
         _, params, self.dtypes = triton_io.setup(args)
-        self.max_chars = get_param(params, "max_chars", DEFAULT_MAX_CHARS)
-        self.encoder, self.names, self.max_rows = bls.encoder_settings(params, "uie_encoder")
-        self.cross = get_param(params, "cross_model", "uie_cross")
+        self.settings = settings = self.params_type.parse(params, model=args.get("model_name", ""))
+        self.max_chars = settings.max_chars
+        self.encoder, self.names, self.max_rows = (settings.encoder_model, settings.encoder_tensor_names,
+                                                   settings.encoder_max_batch_size)
+        self.cross = settings.cross_model
         self.tokenizer = uie.UieTokenizer(triton_io.version_dir(args) / "tokenizer.json",
-                                          max_text_tokens=get_param(params, "max_text_tokens", uie.MAX_TEXT_TOKENS))
+                                          max_text_tokens=settings.max_text_tokens)
 
     def _parse(self, request) -> list[uie.Extraction]:
-        texts = decode_texts(triton_io.input_array(request, "TEXT"), "TEXT")
-        check_texts(texts, "TEXT", max_chars=self.max_chars)
-        schemas = decode_texts(triton_io.input_array(request, "SCHEMA"), "SCHEMA")
-        prefix = triton_io.input_array(request, "OUTPUT_ALL_PREFIX", required=False)
+        texts = decode_texts(triton_io.input_array(request, api.TEXT), api.TEXT)
+        check_texts(texts, api.TEXT, max_chars=self.max_chars)
+        schemas = decode_texts(triton_io.input_array(request, api.SCHEMA), api.SCHEMA)
+        prefix = triton_io.input_array(request, api.OUTPUT_ALL_PREFIX, required=False)
         prefix = [bool(x) for x in prefix.reshape(-1)] if prefix is not None else [False] * len(texts)
         return [uie.Extraction(text, uie.parse_schema(schemas[i]), prefix[i]) for i, text in enumerate(texts)]
 
@@ -54,7 +59,7 @@ class TritonPythonModel:
         encoded = [t for _, texts in pending for t in texts]
         await uie.extract(items, encoded, self.tokenizer,
                           lambda f: self._call(self.encoder, f), lambda f: self._call(self.cross, f))
-        return [{"RESULT": np.array([json.dumps(item.result(), ensure_ascii=False).encode() for item in rows],
+        return [{api.RESULT: np.array([json.dumps(item.result(), ensure_ascii=False).encode() for item in rows],
                                     dtype=object).reshape(-1, 1)} for rows, _ in pending]
 
     async def execute(self, requests):

@@ -8,24 +8,24 @@ longer text first (``longest_first``, as ModelScope's preprocessor does), and cl
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
+from structbert_client import api
 from structbert_serving.bls import TokenPipeline
 from structbert_serving.classification import softmax
+from structbert_serving.params import PairClassificationParams
 
 
 class TritonPythonModel(TokenPipeline):
-    columns = ("TEXT_A", "TEXT_B")
+    columns = (api.TEXT_A, api.TEXT_B)
     pair = True
-    default_encoder = "pair_classifier"
     encoder_output = "LOGITS"
+    params_type = PairClassificationParams
 
     def initialize(self, args):
         super().initialize(args)
-        self.labels = np.array([s.encode() for s in json.loads(self.params["labels"])], dtype=object)
+        self.labels = np.array([str(s).encode() for s in self.settings.labels], dtype=object)
 
     def finish(self, outputs, context):
         logits = outputs[0]
-        return {"PROBS": softmax(logits, axis=-1), "LABELS": np.tile(self.labels, (logits.shape[0], 1))}
+        return {api.PROBS: softmax(logits, axis=-1), api.LABELS: np.tile(self.labels, (logits.shape[0], 1))}

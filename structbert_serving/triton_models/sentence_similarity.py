@@ -7,13 +7,14 @@ Both columns of every request in the dynamic batch are tokenised together (each 
 
 from __future__ import annotations
 
+from structbert_client import api
 from structbert_serving.bls import TokenPipeline
 from structbert_serving.similarity import cosine
 
 
 class TritonPythonModel(TokenPipeline):
-    columns = ("TEXT_A", "TEXT_B")
+    columns = (api.TEXT_A, api.TEXT_B)
 
     def finish(self, outputs, context):
         embeddings_a, embeddings_b = outputs
-        return {"SCORE": cosine(embeddings_a, embeddings_b)[:, None]}
+        return {api.SCORE: cosine(embeddings_a, embeddings_b)[:, None]}

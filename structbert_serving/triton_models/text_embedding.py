@@ -6,11 +6,12 @@ Tokenises every text of the dynamic batch in one call and sends the rows to ``em
 
 from __future__ import annotations
 
+from structbert_client import api
 from structbert_serving.bls import TokenPipeline
 
 
 class TritonPythonModel(TokenPipeline):
-    columns = ("TEXT",)
+    columns = (api.TEXT,)
 
     def finish(self, outputs, context):
-        return {"EMBEDDING": outputs[0]}
+        return {api.EMBEDDING: outputs[0]}

@@ -17,7 +17,7 @@ from structbert_export import pbtxt
 from structbert_export.artifacts import example_inputs
 from structbert_export.checkpoint import load_checkpoint
 from structbert_export.container import IncompatibleArtifactError, ensure_onnx_loadable, release
-from structbert_export.specs import spec_for
+from structbert_export.specs import SPECS, spec_for
 from tests.contract.conftest import ROOT, side_run
 
 # The TensorRT accelerator keys triton-inference-server/onnxruntime_backend accepts in release r24.10
@@ -40,8 +40,7 @@ SESSION_KEYS_R24_10 = frozenset({
     "intra_op_thread_count", "inter_op_thread_count", "execution_mode", "enable_mem_arena", "enable_mem_pattern",
     "arena_extend_strategy", "cudnn_conv_algo_search", "gpu_mem_limit", "do_copy_in_default_stream",
 })
-ENCODERS = {"embedding_encoder": "embedding", "pair_classifier": "pair-classification",
-            "zero_shot_classifier": "zero-shot", "uie_encoder": "uie-encoder", "uie_cross": "uie-cross"}
+ENCODERS = {spec.triton_name: spec.family for spec in SPECS.values()}  # every encoder of every family
 
 
 def configs(repo: Path) -> dict:

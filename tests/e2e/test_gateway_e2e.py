@@ -103,9 +103,9 @@ def test_tei_embed_refusals(http):
 def test_tei_rerank(http, sdk):
     query, texts = "今天天气很好", ["今天天气不错", "酒店服务很周到", "今天天气很好"]
     ranks = http.post("/rerank", json={"query": query, "texts": texts}).json()
-    want = sdk.similarity([query] * 3, texts, method="pair")
+    want = {r["index"]: r["score"] for r in sdk.rerank(query, texts)}  # the reranking model
     assert sorted(r["index"] for r in ranks) == [0, 1, 2]
-    assert [r["score"] for r in ranks] == sorted(want, reverse=True)
+    assert [r["score"] for r in ranks] == sorted(want.values(), reverse=True)
     for r in ranks:
         assert r["score"] == pytest.approx(want[r["index"]], abs=1e-7) and "text" not in r
     raw = http.post("/rerank", json={"query": query, "texts": texts, "raw_scores": True, "return_text": True}).json()
@@ -135,17 +135,17 @@ def test_tei_info_and_health(http, tiny_gateway):
     assert info["max_input_length"] == 512 and info["model_dtype"] == "float32"
     assert info["max_client_batch_size"] == 64
     assert set(info["served_models"]) == {"text_embedding", "sentence_similarity", "pair_classification",
-                                          "zero_shot_classification", "information_extraction"}
+                                          "zero_shot_classification", "information_extraction", "reranking"}
 
 
 # --- Cohere/Jina rerank, and this project's own routes --------------------------------------------
 
 def test_cohere_rerank(http, sdk):
     query, docs = "今天天气很好", ["今天天气不错", {"text": "酒店服务很周到"}, "房间很干净"]
-    body = http.post("/v1/rerank", json={"model": "pair_classification", "query": query, "documents": docs,
+    body = http.post("/v1/rerank", json={"model": "reranking", "query": query, "documents": docs,
                                          "top_n": 2, "return_documents": True}).json()
     texts = [d if isinstance(d, str) else d["text"] for d in docs]
-    want = sdk.similarity([query] * 3, texts, method="pair")
+    want = {r["index"]: r["score"] for r in sdk.rerank(query, texts)}
     assert len(body["results"]) == 2 and body["usage"]["total_tokens"] > 0
     best = sorted(range(3), key=lambda i: -want[i])[:2]
     assert [r["index"] for r in body["results"]] == best

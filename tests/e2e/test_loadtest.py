@@ -55,10 +55,12 @@ def test_perf_analyzer_inputs_match_the_models(tiny_repo, model):
     known = {i.name for i in config.input}
     data = json.loads((LOADTEST / "perf_analyzer" / f"{model}.json").read_text())["data"]
     assert len(data) >= 100
+    dims = {i.name: list(i.dims) for i in config.input}
     for row in data:
         assert required <= set(row) <= known
-        for tensor in row.values():
-            assert tensor["shape"] == [1] and len(tensor["content"]) == 1 and tensor["content"][0].strip()
+        for name, tensor in row.items():
+            assert tensor["shape"] == [len(tensor["content"])] and all(c.strip() for c in tensor["content"])
+            assert dims[name] == [-1] or tensor["shape"] == dims[name], (name, tensor["shape"], dims[name])
 
 
 def test_soak_short_variant(tiny_repo, tmp_path):

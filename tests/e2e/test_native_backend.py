@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from structbert_export.specs import SPECS
 from structbert_serving import embedded_server
-from tests.conftest import export_repo, make_client, sample_texts
+from tests.conftest import export_repo, make_client, sample_texts, task_checkpoints
 
 BACKEND_DIR = os.environ.get("STRUCTBERT_ORT_BACKEND_DIR", "")
 pytestmark = [
@@ -64,6 +65,8 @@ def answers(server) -> dict:
                                                            zip(texts[:3], texts[3:6]))]),
             "zero_shot": [client.classify(t, ["手机", "水果", "书籍", "酒店"]) for t in texts[:3]],
             "uie": [client.extract(t, UIE_SCHEMA) for t in texts[:3]],
+            "rerank": np.asarray([r["score"] for r in sorted(client.rerank(texts[0], texts[1:]),
+                                                              key=lambda r: r["index"])]),
         }
     finally:
         client.close()
@@ -72,13 +75,12 @@ def answers(server) -> dict:
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_native_cpu_repository_answers_like_the_embedded_flavour(tmp_path, cache_root, tiny_checkpoint,
                                                                  nli_checkpoint, pair_checkpoint, uie_checkpoint,
-                                                                 with_ort_backend, precision):
-    checkpoints = {"embedding": tiny_checkpoint, "zero-shot": nli_checkpoint,
-                   "pair-classification": pair_checkpoint, "uie": uie_checkpoint}
+                                                                 rerank_checkpoint, with_ort_backend, precision):
+    checkpoints = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint)
     native = export_all(tmp_path / "native", checkpoints, precision, "native")
     embedded = export_all(tmp_path / "embedded", checkpoints, precision, "embedded")
     encoders = [p.parent.name for p in native.glob("*/config.pbtxt") if "onnxruntime_onnx" in p.read_text()]
-    assert len(encoders) == 5
+    assert len(encoders) == len(SPECS)
     with embedded_server.EmbeddedServer(native) as server:  # the production flags: every model loads
         log = server.log_text()
         got = answers(server)
@@ -86,7 +88,7 @@ def test_native_cpu_repository_answers_like_the_embedded_flavour(tmp_path, cache
     with embedded_server.EmbeddedServer(embedded) as server:
         want = answers(server)
     tol = TOLERANCE[precision]
-    diffs = {k: float(np.abs(got[k] - want[k]).max()) for k in ("embed", "embed_alone", "similarity", "pair")}
+    diffs = {k: float(np.abs(got[k] - want[k]).max()) for k in ("embed", "embed_alone", "similarity", "pair", "rerank")}
     for (g, w) in zip(got["zero_shot"], want["zero_shot"]):
         assert sorted(g["labels"]) == sorted(w["labels"])
         scores = dict(zip(g["labels"], g["scores"]))

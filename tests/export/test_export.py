@@ -17,7 +17,7 @@ from structbert_export import pbtxt
 from structbert_export.artifacts import export_artifact
 from structbert_export.checkpoint import CheckpointError, load_checkpoint
 from structbert_export.modules import build_bert, build_module
-from structbert_export.specs import CLASSIFY_OUTPUTS, Tolerance, spec_for
+from structbert_export.specs import CLASSIFY_OUTPUTS, SPECS, Tolerance, spec_for
 from structbert_export.validation import ValidationError, validate_artifact
 from tests.conftest import export_repo
 
@@ -101,7 +101,7 @@ def all_configs(repo: Path) -> dict[str, object]:
 def test_embedded_repository_configs_parse(tiny_repo):
     configs = all_configs(tiny_repo)
     public = set(PUBLIC_MODELS)
-    encoders = {"embedding_encoder", "pair_classifier", "zero_shot_classifier", "uie_encoder", "uie_cross"}
+    encoders = {spec.triton_name for spec in SPECS.values()}
     assert set(configs) == public | encoders
     cross = configs["uie_cross"]
     groups = json.loads(cross.parameters["mask_groups"].string_value)
@@ -131,9 +131,13 @@ def test_embedded_repository_configs_parse(tiny_repo):
                 assert config.instance_group[0].count == 1
                 assert policy.default_timeout_microseconds == 0 and not policy.allow_timeout_override
                 assert config.dynamic_batching.max_queue_delay_microseconds == 0
-    for encoder in ("embedding_encoder", "pair_classifier", "zero_shot_classifier"):  # called directly only
-        assert configs[encoder].parameters["lazy"].string_value == "True", encoder
-    assert configs["uie_encoder"].parameters["lazy"].string_value == "False"
+    for encoder in ("embedding_encoder", "pair_classifier", "zero_shot_classifier", "reranker"):  # called directly only
+        assert configs[encoder].parameters["lazy"].string_value == "true", encoder
+    assert configs["uie_encoder"].parameters["lazy"].string_value == "false"
+    rerank = configs["reranking"]
+    assert [(i.name, list(i.dims), i.optional, i.allow_ragged_batch) for i in rerank.input] == [
+        ("QUERY", [1], False, False), ("PASSAGES", [-1], False, True), ("TOP_N", [1], True, False)]
+    assert configs["reranker"].output[0].dims == [1]  # a one-logit cross-encoder
 
 
 def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path):
@@ -151,7 +155,7 @@ def test_native_flavour_configs_parse(tiny_checkpoint, nli_checkpoint, tmp_path)
         assert config.dynamic_batching.HasField("default_queue_policy") == (name in PUBLIC_MODELS), name
     for public in ("text_embedding", "sentence_similarity"):
         params = configs[public].parameters
-        assert "encoder_in_process" not in params  # native: the BLS path to Triton's backends
+        assert params["encoder_in_process"].string_value == "false"  # native: the BLS path to Triton's backends
         assert set(json.loads(params["encoder_tensor_names"].string_value).values()) == names
         assert params["length_buckets"].string_value.endswith("512")
     accel = encoder.optimization.execution_accelerators.gpu_execution_accelerator[0]

@@ -5,6 +5,7 @@ fan-out, length buckets, error codes passed through. No server."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib
 import json
 
@@ -39,8 +40,11 @@ def write_model(tmp_path, checkpoint_dir, public: str, family: str, *, opts: Ser
     checkpoint = load_checkpoint(checkpoint_dir)
     spec = spec_for(family)
     names = {t: t for t in (*spec.input_names, *spec.output_names)}
-    params = {**tokenizer_params(checkpoint.max_seq_length, opts, pair_truncation),
+    fields = {**tokenizer_params(checkpoint.max_seq_length, opts, pair_truncation),
               **encoder_params(spec, names, opts), **(extra or {})}
+    kind = importlib.import_module(f"structbert_serving.triton_models.{public}").TritonPythonModel.params_type
+    declared = {f.name for f in dataclasses.fields(kind)}
+    params = kind(**{k: v for k, v in fields.items() if k in declared})
     python_model(tmp_path, public, inputs=[pbtxt.tensor("TEXT", "bytes", [1])],
                  outputs=outputs or [pbtxt.tensor("EMBEDDING", "float32", [HIDDEN])], opts=opts, params=params,
                  tokenizer=lambda path: write_tokenizer_json(checkpoint, path))
@@ -100,7 +104,7 @@ def test_sentence_similarity_is_the_cosine_of_both_columns(pb, tmp_path, tiny_ch
 
 def test_pair_classification_tokenises_pairs_and_names_labels(pb, tmp_path, pair_checkpoint):
     args = write_model(tmp_path, pair_checkpoint, "pair_classification", "pair-classification",
-                       extra={"labels": json.dumps(["0", "1"])},
+                       extra={"labels": ["0", "1"]},
                        outputs=[pbtxt.tensor("PROBS", "float32", [2]), pbtxt.tensor("LABELS", "bytes", [2])])
     seen = {}
 
@@ -304,7 +308,7 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     assert fake.CALLS == []
 
     encoder_args, encoder_config = args_of("embedding_encoder")
-    assert encoder_config["parameters"]["lazy"]["string_value"] == "True"
+    assert encoder_config["parameters"]["lazy"]["string_value"] == "true"
     encoder = adapter("encoder")
     encoder.initialize(encoder_args)
     assert encoder.encoder is None  # nothing loaded until someone calls it directly
@@ -312,3 +316,52 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     [direct] = encoder.execute([request(INPUT_IDS=b.input_ids, ATTENTION_MASK=b.attention_mask,
                                         TOKEN_TYPE_IDS=b.token_type_ids)])
     np.testing.assert_allclose(output(direct, "EMBEDDING")[0], alone(sentences[0]), atol=1e-5)
+
+
+def test_reranking_scores_every_passage_of_every_request_in_one_call(pb, tmp_path, pair_checkpoint):
+    """A two-label pair classifier as a reranker (relevance = softmax, label 1): each passage's score
+    and the order; bad requests (empty passage, too many, TOP_N 0) fail alone; one encoder call."""
+    from structbert_client import api
+    from structbert_export.repository import public_tensors
+
+    outputs = public_tensors(api.RERANKING)[1]
+    args = write_model(tmp_path, pair_checkpoint, "reranking", "reranking", pair_truncation="only_second",
+                       extra={"relevance_index": 1, "max_passages": 3}, outputs=outputs)
+    fake.MODELS["reranker"] = lambda f: {"LOGITS": np.stack(
+        [np.zeros(len(f["INPUT_IDS"])), np.log(f["ATTENTION_MASK"].sum(1) - 6.0)], axis=1).astype(np.float32)}
+    model = adapter("reranking")
+    model.initialize(args)
+
+    def rerank(query, *passages, top_n=None):
+        inputs = {api.QUERY: texts(query), api.PASSAGES: np.array([[p.encode() for p in passages]], dtype=object)}
+        if top_n is not None:
+            inputs[api.TOP_N] = np.array([[top_n]], np.int32)
+        return request(**inputs)
+
+    responses = run(model, [rerank("酒店", "好", "很好很好", "很好"), rerank("酒店", "好", " "),
+                            rerank("酒店", "好", "好", "好", "好"), rerank("酒店", "好", top_n=0),
+                            rerank("手机", "一二三", "一", top_n=1)])
+    # [CLS] 酒店 [SEP] passage [SEP]: 5 + len(passage) tokens; logit_1 = log(len - 6), logit_0 = 0
+    lengths = np.array([1, 4, 2]) + 5
+    want = (lengths - 6) / (lengths - 6 + 1.0)  # softmax [0, log(x)] -> x / (1 + x)
+    np.testing.assert_allclose(output(responses[0], api.SCORES)[0], want, atol=1e-6)
+    np.testing.assert_allclose(output(responses[0], api.RAW_SCORES)[0], np.log(lengths - 6), atol=1e-6)
+    assert output(responses[0], api.ORDER)[0].tolist() == [1, 2, 0]
+    assert output(responses[4], api.ORDER)[0].tolist() == [0]
+    for bad, words in ((responses[1], "PASSAGES[1] is empty"), (responses[2], "at most 3"),
+                       (responses[3], "TOP_N is 0")):
+        assert bad.has_error() and words in bad.error().message(), bad.error().message()
+        assert bad.error().code() == fake.TritonError.INVALID_ARG
+    assert len(fake.CALLS) == 1 and fake.CALLS[0][1]["INPUT_IDS"][0] == 5  # 3 + 2 passages, one BLS request
+
+
+def test_a_parameter_export_did_not_write_fails_initialize_naming_it(pb, tmp_path, tiny_checkpoint):
+    """What Triton shows as the model's load error: an unknown (or malformed) key, named."""
+    from structbert_serving.params import ParamError
+
+    args = write_model(tmp_path, tiny_checkpoint, "text_embedding", "embedding")
+    config = json.loads(args["model_config"])
+    for key, value in (("max_padding", "0.5"), ("max_length", "five hundred")):
+        bad = {**config, "parameters": {**config["parameters"], key: {"string_value": value}}}
+        with pytest.raises(ParamError, match=f"model text_embedding: .*'{key}'"):
+            adapter("text_embedding").initialize({**args, "model_config": json.dumps(bad)})

@@ -6,7 +6,6 @@ import pytest
 from structbert_serving.batching import gather_padded, plan_chunks
 from structbert_serving.encoder import EncoderSettings, RaggedEncoder
 from structbert_serving.errors import InputError
-from structbert_serving.params import get_param, model_parameters
 from structbert_serving.similarity import cosine
 
 NAMES = ["INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS"]
@@ -70,10 +69,7 @@ def test_ragged_encoder_splits_results_back():
     assert all(rows * width <= 8 or rows == 1 for rows, width in runner.widths)
 
 
-def test_params_and_cosine():
-    params = model_parameters('{"parameters": {"a": {"string_value": "3"}, "b": {"string_value": "1,2"}}}')
-    assert get_param(params, "a", 0) == 3 and get_param(params, "b", []) == [1, 2]
-    assert get_param(params, "missing", "x") == "x" and get_param({"f": "true"}, "f", False) is True
+def test_cosine():
     a = np.array([[1.0, 0.0], [1.0, 1.0]], np.float32)
     assert cosine(a, a * 3) == pytest.approx([1.0, 1.0])
 

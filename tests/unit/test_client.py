@@ -65,3 +65,27 @@ def test_local_input_checks():
         client.embed(["a", 1])
     with pytest.raises(ValueError, match="protocol"):
         StructBertClient("x", protocol="smtp")
+
+
+@pytest.mark.parametrize("status", ["StatusCode.INVALID_ARGUMENT", "400"])
+def test_user_text_in_an_invalid_argument_message_never_changes_its_type(status):
+    """Server messages echo user input: a hypothesis template containing "timeout expired" (or
+    "is not healthy") stays an invalid-argument error, never a retried overload."""
+    for echoed in ("request timeout expired {}", "exceeds maximum queue size", "is not healthy",
+                   "has no available versions", "timed out", "connection refused"):
+        message = f"HYPOTHESIS_TEMPLATE {echoed!r} has no '{{}}' placeholder for the label"
+        error = translate(InferenceServerException(message, status=status))
+        assert type(error) is InvalidInputError, (echoed, type(error))
+
+
+@pytest.mark.parametrize("status,message,cls", [
+    ("503", "Exceeds maximum queue size", ServerOverloadedError),
+    ("StatusCode.UNAVAILABLE", "Request timeout expired", ServerOverloadedError),
+    ("StatusCode.UNAVAILABLE", "embedding_encoder: Exceeds maximum queue size", ServerOverloadedError),
+    ("503", "[request id: <id_unknown>] Exceeds maximum queue size", ServerOverloadedError),  # Triton over HTTP
+    ("StatusCode.INTERNAL", "internal error: ValueError: Stub process 'x' is not healthy.", ServerError),
+    (None, "Request timeout expired", ServerOverloadedError),  # no code: hints decide
+    (None, "failed to connect to all addresses", ServerUnavailableError),
+])
+def test_translate_code_first(status, message, cls):
+    assert type(translate(InferenceServerException(message, status=status))) is cls

@@ -79,3 +79,13 @@ def test_hypothesis_longer_than_max_is_an_input_error(tiny_checkpoint, tmp_path)
     results = tok.encode_many([[("短文本", "短假设")], [("文本", "一个非常非常非常非常非常非常非常长的假设句子")]])
     assert type(results[0]).__name__ == "Batch"
     assert isinstance(results[1], InputError) and "only the first text may be truncated" in str(results[1])
+
+
+def test_query_longer_than_max_is_an_input_error_and_passages_are_cut(tiny_checkpoint, tmp_path):
+    """Reranking (only_second): the passage is cut, never the query."""
+    path = write_tokenizer_json(load_checkpoint(tiny_checkpoint), tmp_path / "tokenizer.json")
+    tok = TextTokenizer(path, max_length=16, pair_truncation="only_second")
+    query = "酒店怎么样"
+    ok, bad = tok.encode_many([[(query, "一个非常非常非常非常非常非常非常长的段落")], [("一个非常非常非常非常非常非常长的查询", "短")]])
+    assert ok.lengths.tolist() == [16] and ok.token_type_ids[0].tolist().count(0) == len(query) + 2
+    assert isinstance(bad, InputError) and "only the second text may be truncated" in str(bad)
