@@ -173,7 +173,9 @@ def test_serve_restarts_an_exited_server_and_leaves_no_orphan(tiny_repo):
         if serve.poll() is None:
             serve.kill()
         out, _ = serve.communicate(timeout=60)
-    assert "tritonserver exited" in out and "tritonserver restarted" in out
+    # the supervisor may see the killed server's stubs gone before it reaps the server (seen once in a
+    # full run on the loaded 2-core machine): either reason, but a restart
+    assert ("tritonserver exited" in out or "stubs died" in out) and "tritonserver restarted" in out, out[-3000:]
     # (serve prints "gateway restarted" once the new gateway's /health is 200; serve may be killed first)
     assert "gateway ready" in out and "restarting the gateway" in out
 

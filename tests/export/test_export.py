@@ -126,9 +126,9 @@ def test_embedded_repository_configs_parse(tiny_repo):
             if name == "information_extraction":  # BLS: one instance waiting on its encoders never serialises
                 assert config.instance_group[0].count == 2
                 assert policy.default_timeout_microseconds == 30_000_000
-            else:  # computes in process: one session per instance; no queue timeout (2.51 batcher stall)
+            else:  # computes in process: 2 instances taking turns on one runtime; no queue timeout (2.51 batcher stall)
                 assert config.parameters["encoder_in_process"].string_value == "true"
-                assert config.instance_group[0].count == 1
+                assert config.instance_group[0].count == 2
                 assert policy.default_timeout_microseconds == 0 and not policy.allow_timeout_override
                 assert config.dynamic_batching.max_queue_delay_microseconds == 0
     for encoder in ("embedding_encoder", "pair_classifier", "zero_shot_classifier", "reranker"):  # called directly only
