@@ -121,6 +121,17 @@ def _channel_stats(model, tensors: list[str], rows, input_names: list[str]) -> d
     return stats
 
 
+def _matmuls_by_input(model, matmuls: list[str], rows, input_names: list[str]
+                      ) -> tuple[dict[str, list], dict[str, dict[str, np.ndarray]]]:
+    """The given MatMul nodes grouped by their activation input (Q/K/V share one), and each input's
+    per-channel statistics on the calibration rows."""
+    by_input: dict[str, list] = {}
+    for node in model.graph.node:
+        if node.name in matmuls:
+            by_input.setdefault(node.input[0], []).append(node)
+    return by_input, _channel_stats(model, sorted(by_input), rows, input_names)
+
+
 def noise_to_signal(stat: dict[str, np.ndarray], scale: np.ndarray | None = None) -> float:
     """Estimated uint8 quantisation noise / signal power of a tensor with one (per-tensor) scale:
     step^2/12 over the mean square, after dividing channel j by ``scale[j]``."""
@@ -140,11 +151,7 @@ def smooth_and_rank(model, matmuls: list[str], rows, input_names: list[str], alp
     from onnx import helper, numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
-    by_input: dict[str, list] = {}
-    for node in model.graph.node:
-        if node.name in matmuls:
-            by_input.setdefault(node.input[0], []).append(node)
-    stats = _channel_stats(model, sorted(by_input), rows, input_names)
+    by_input, stats = _matmuls_by_input(model, matmuls, rows, input_names)
     new_nodes = []
     ranking = []
     for x, nodes in by_input.items():
@@ -188,11 +195,7 @@ def split_outlier_channels(model, matmuls: list[str], rows, input_names: list[st
     from onnx import helper, numpy_helper
 
     inits = {i.name: i for i in model.graph.initializer}
-    by_input: dict[str, list] = {}
-    for node in model.graph.node:
-        if node.name in matmuls:
-            by_input.setdefault(node.input[0], []).append(node)
-    stats = _channel_stats(model, sorted(by_input), rows, input_names)
+    by_input, stats = _matmuls_by_input(model, matmuls, rows, input_names)
     new_nodes, side, report = [], [], []
     for x, nodes in by_input.items():
         peak = np.maximum(np.abs(stats[x]["max"]), np.abs(stats[x]["min"]))
