@@ -215,7 +215,7 @@ def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, sec
     """perf_analyzer at one concurrency: throughput and latency percentiles (client side, ms). Each
     of its three windows lasts ``seconds`` and at least until ``4 x concurrency`` (>= 40) requests
     completed, so slow pipelines at many clients are measured over whole rounds too."""
-    csv_path = work / f"pa-{model}-{concurrency}.csv"
+    csv_path = (work / f"pa-{model}-{concurrency}.csv").resolve()  # perf_analyzer runs in the repository root
     csv_path.unlink(missing_ok=True)
     cmd = ["bash", str(ROOT / "loadtest" / "perf_analyzer.sh"), model, grpc_url,
            "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-mode", "count_windows",

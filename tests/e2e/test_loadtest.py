@@ -84,6 +84,18 @@ def test_perf_analyzer_runs_with_the_real_text_inputs(tiny_server):
     assert "Throughput" in run.stdout and "infer/sec" in run.stdout
 
 
+def test_overhead_perf_analyzer_window_with_a_relative_out_dir(tiny_server, tmp_path, monkeypatch):
+    """``overhead --out build/x`` (relative, as the README writes it): perf_analyzer runs in the
+    repository root, so its CSV went to the wrong place and every served window failed."""
+    from structbert_bench.overhead import served_window_perf_analyzer
+
+    monkeypatch.chdir(tmp_path)
+    Path("out").mkdir()
+    window = served_window_perf_analyzer(tiny_server.grpc_url, "text_embedding", 1, 1.0, Path("out"))
+    assert window["client"] == "perf_analyzer" and window["rps"] > 0
+    assert list(Path("out").glob("pa-text_embedding-1.csv"))
+
+
 @pytest.mark.slow
 def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
     """The bench command end to end on a tiny repository: baseline (on the repository's own
