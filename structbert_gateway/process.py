@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -53,7 +54,8 @@ class GatewayProcess:
             cmd += ["--triton-http-url", self.triton_http_url]
         return cmd + list(self.extra_args)
 
-    def start(self, timeout_s: float = 60.0) -> GatewayProcess:
+    def start(self, timeout_s: float = 60.0, stop: threading.Event | None = None) -> GatewayProcess:
+        """Start the gateway and wait for its /health; returns early, not ready, once ``stop`` is set."""
         from structbert_serving.embedded_server import die_with_parent
 
         if self.log_file is None:
@@ -62,12 +64,12 @@ class GatewayProcess:
         self.process = subprocess.Popen(self.command(), stdout=self._log, stderr=subprocess.STDOUT, env=self.env,
                                         start_new_session=True, preexec_fn=die_with_parent)
         deadline = time.monotonic() + timeout_s
+        stop = stop or threading.Event()
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise GatewayError(f"the gateway exited with code {self.process.returncode}:\n{self.log_tail()}")
-            if self.is_ready():
+            if self.is_ready() or stop.wait(0.2):
                 return self
-            time.sleep(0.2)
         self.stop()
         raise GatewayError(f"the gateway was not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -147,7 +148,9 @@ class EmbeddedServer:
             f"--exit-timeout-secs={self.exit_timeout_s}", *PRODUCTION_FLAGS, *self.extra_args,
         ]
 
-    def start(self, timeout_s: float = 180) -> EmbeddedServer:
+    def start(self, timeout_s: float = 180, stop: threading.Event | None = None) -> EmbeddedServer:
+        """Start tritonserver and wait until it is ready; returns early, not ready, once ``stop`` is
+        set (a supervisor asked to shut down while a restarted server loads its models)."""
         if not self.repository.is_dir():
             raise ServerError(f"model repository {self.repository} does not exist; run `structbert-triton export` first")
         self._workdir = Path(tempfile.mkdtemp(prefix="structbert-triton-"))
@@ -160,7 +163,7 @@ class EmbeddedServer:
         self.process = subprocess.Popen(cmd, stdout=self._log_handle, stderr=subprocess.STDOUT, env=server_env(),
                                         start_new_session=True, preexec_fn=die_with_parent)
         try:
-            self.wait_ready(timeout_s)
+            self.wait_ready(timeout_s, stop)
         except BaseException:
             self.stop()
             raise
@@ -173,14 +176,14 @@ class EmbeddedServer:
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
             return False
 
-    def wait_ready(self, timeout_s: float) -> None:
+    def wait_ready(self, timeout_s: float, stop: threading.Event | None = None) -> None:
         deadline = time.monotonic() + timeout_s
+        stop = stop or threading.Event()
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise ServerError(f"tritonserver exited with code {self.process.returncode}:\n{self.failure_summary()}")
-            if self.is_ready():
+            if self.is_ready() or stop.wait(0.25):
                 return
-            time.sleep(0.25)
         raise ServerError(f"tritonserver not ready after {timeout_s:.0f} s:\n{self.failure_summary()}")
 
     def log_text(self) -> str:

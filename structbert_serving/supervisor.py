@@ -70,7 +70,9 @@ def supervise(server, *, policy: RestartPolicy, stop, check_stubs: bool = True, 
         process.stop()
         if stop.wait(delay):
             return False
-        process.start(timeout_s=startup_timeout_s)
+        process.start(timeout_s=startup_timeout_s, stop=stop)  # returns early on stop (SIGTERM while loading)
+        if stop.is_set():
+            return False
         if on_restart:
             on_restart(reason)
         return True

@@ -180,6 +180,70 @@ def test_serve_restarts_an_exited_server_and_leaves_no_orphan(tiny_repo):
     assert "gateway ready" in out and "restarting the gateway" in out
 
 
+SLOW_MODEL = """
+import os
+import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):  # loads slowly while the marker file exists (a large model after a restart)
+        marker = os.path.join(args["model_repository"], "..", "..", "load-slowly")  # beside the repository
+        deadline = time.time() + 120
+        while os.path.exists(marker) and time.time() < deadline:
+            time.sleep(0.2)
+
+    def execute(self, requests):
+        return []
+"""
+SLOW_CONFIG = """name: "slow"
+backend: "python"
+max_batch_size: 0
+input { name: "X" data_type: TYPE_FP32 dims: 1 }
+output { name: "Y" data_type: TYPE_FP32 dims: 1 }
+"""
+
+
+def test_serve_stops_at_once_on_sigterm_while_a_restarted_server_loads(tmp_path):
+    """SIGTERM (Kubernetes stopping the pod, Ctrl-C) while serve waits for a restarted tritonserver
+    to load its models: serve stops now, with the new server, instead of after the load (minutes for
+    large models; the pod's grace period would end in SIGKILL)."""
+    from structbert_serving.embedded_server import free_port
+
+    repo = tmp_path / "repo"
+    (repo / "slow" / "1").mkdir(parents=True)
+    (repo / "slow" / "config.pbtxt").write_text(SLOW_CONFIG)
+    (repo / "slow" / "1" / "model.py").write_text(SLOW_MODEL)
+    serve = subprocess.Popen([sys.executable, "-m", "structbert_triton", "serve", "--model-repository", str(repo),
+                              "--http-port", str(free_port()), "--grpc-port", str(free_port()),
+                              "--metrics-port", str(free_port()), "--no-gateway", "--startup-timeout-s", "200"],
+                             stdout=(tmp_path / "serve.log").open("w"), stderr=subprocess.STDOUT, text=True)
+    try:
+        first = _tritonserver_of(serve)
+        deadline = time.monotonic() + 120
+        while "tritonserver ready" not in (tmp_path / "serve.log").read_text():
+            assert time.monotonic() < deadline, "the first server never became ready"
+            time.sleep(0.2)
+        (tmp_path / "load-slowly").write_text("")  # the next load takes 120 s
+        first.kill()
+        deadline = time.monotonic() + 60
+        second = None
+        while second is None or second.pid == first.pid:
+            assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.2)
+            second = next((p for p in psutil.Process(serve.pid).children() if p.name() == "tritonserver"), None)
+        time.sleep(2)  # the restarted server is loading the slow model
+        stopped_at = time.monotonic()
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(timeout=30)
+        took = time.monotonic() - stopped_at
+        assert _gone(second, timeout_s=10), "the restarted tritonserver outlived serve"
+        assert took < 20, f"serve took {took:.0f} s to stop"
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+        serve.wait(timeout=60)
+
+
 def test_restricted_admin_apis_need_the_key(tiny_repo):
     key = "s3cret-key"
     with EmbeddedServer(tiny_repo, extra_args=restricted_api_flags(key)) as server:

@@ -80,7 +80,7 @@ class _FakeGateway:
     def stop(self):
         pass
 
-    def start(self, timeout_s):
+    def start(self, timeout_s, stop=None):
         self.starts += 1
         self.process = _Proc(1 if self.starts < self.exits else None)
         if self.starts >= self.exits:
