@@ -17,7 +17,15 @@ from pathlib import Path
 from . import report
 from .gateway_client import gateway_worker
 from .gpu_probe import UtilizationSampler, gpu_memory_by_process
-from .measure import RssSampler, closed_loop, closed_loop_processes, process_tree, summarise
+from .measure import (
+    RssSampler,
+    closed_loop,
+    closed_loop_processes,
+    cpu_times,
+    process_tree,
+    steal_pct,
+    summarise,
+)
 from .workloads import WORKLOADS, default_data_dir, payloads, sdk_worker
 
 log = logging.getLogger("structbert_bench")
@@ -161,6 +169,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                "data_dir": str(data_dir), "workloads": {},
                # other work on the machine: 1-minute load averages at the start and the end of the run
                "load_average": [round(os.getloadavg()[0], 2)]}
+    run_cpu = cpu_times()  # and the hypervisor's other guests (CPU steal over the run)
 
     for name in cfg.workloads:  # baselines first, alone on the machine
         w = WORKLOADS[name]
@@ -189,10 +198,12 @@ def run_bench(cfg: BenchConfig) -> dict:
             base = results["workloads"][name]["baseline"]
             for concurrency in cfg.concurrency:
                 log.info("server %s at concurrency %d ...", name, concurrency)
+                window_cpu = cpu_times()
                 with RssSampler(server.process.pid) as rss, UtilizationSampler() as util:
                     stats = closed_loop_processes(url, cfg.protocol, name, items, concurrency=concurrency,
                                                   processes=cfg.client_processes, duration_s=cfg.duration_s)
                 row = {"concurrency": concurrency, **stats.as_dict(), "peak_rss_mb": rss.peak_mb,
+                       "steal_pct": steal_pct(window_cpu, cpu_times()),
                        "gpu_util_mean": util.mean, "gpu_util_peak": util.peak,
                        "throughput_ratio": round(stats.rps / base["rps"], 3) if base["rps"] else None,
                        "p50_ratio": round(stats.p50_ms / base["p50_ms"], 3) if base["p50_ms"] else None}
@@ -202,10 +213,12 @@ def run_bench(cfg: BenchConfig) -> dict:
                          f", GPU {util.mean}% busy" if util.mean is not None else "")
                 if gateway is not None:  # the same load through the gateway, right after: one run, one machine
                     log.info("gateway %s at concurrency %d ...", name, concurrency)
+                    window_cpu = cpu_times()
                     with RssSampler(gateway.process.pid) as grss:
                         gstats = closed_loop(gateway_worker(gateway.url, name), items, concurrency=concurrency,
                                              duration_s=cfg.duration_s)
                     grow = {"concurrency": concurrency, **gstats.as_dict(), "peak_rss_mb": grss.peak_mb,
+                            "steal_pct": steal_pct(window_cpu, cpu_times()),
                             "throughput_vs_direct": round(gstats.rps / stats.rps, 3) if stats.rps else None,
                             "p50_delta_ms": round(gstats.p50_ms - stats.p50_ms, 2)}
                     results["workloads"][name].setdefault("gateway", []).append(grow)
@@ -214,6 +227,7 @@ def run_bench(cfg: BenchConfig) -> dict:
                              grow["p50_delta_ms"], gstats.errors)
         results["gpu_memory_mib"] = gpu_memory_by_process(set(process_tree(server.process.pid))) or None
     results["load_average"].append(round(os.getloadavg()[0], 2))
+    results["cpu_steal_pct"] = steal_pct(run_cpu, cpu_times())
     files = report.write(results, cfg.out)
     log.info("wrote %s", ", ".join(str(f) for f in files))
     return results

@@ -39,6 +39,23 @@ def summarise(latencies_s: list[float], errors: int, seconds: float, error_sampl
                  mean_ms=round(float(lat.mean()) if lat.size else 0.0, 2), error_sample=error_sample[:300])
 
 
+def cpu_times(stat: Path = Path("/proc/stat")) -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs so far, or None where there is no ``/proc/stat``."""
+    try:
+        fields = [int(x) for x in stat.read_text().splitlines()[0].split()[1:]]
+    except (OSError, IndexError, ValueError):
+        return None
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])  # guest time is already in user
+
+
+def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """Percent of the CPU time between two :func:`cpu_times` that the hypervisor gave to other guests
+    (a shared VM's neighbours: throughput drops with no change here; reported next to the numbers)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants, read from /proc (no psutil: GPU hosts may lack it)."""
     children: dict[int, list[int]] = {}

@@ -39,7 +39,7 @@ import numpy as np
 from structbert_client import api
 
 from .bench import machine_info
-from .measure import RssSampler, process_tree, rss_bytes, summarise
+from .measure import RssSampler, cpu_times, process_tree, rss_bytes, steal_pct, summarise
 from .workloads import WORKLOADS
 
 log = logging.getLogger("structbert_bench")
@@ -248,16 +248,18 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
     formed in it (Triton's statistics), with each side's requests per CPU-second."""
     n0, e0 = model_stats(server.http_url, model)
     tree = process_tree(server.process.pid)
-    cpu0 = cpu_seconds(tree)
+    cpu0, steal0 = cpu_seconds(tree), cpu_times()
     served = (served_window_perf_analyzer(server.grpc_url, model, c, seconds, out) if use_pa
               else served_window_sdk(server.grpc_url, workload, c, seconds))
-    cpu = cpu_seconds(tree) - cpu0
+    cpu, steal1 = cpu_seconds(tree) - cpu0, cpu_times()
     n1, e1 = model_stats(server.http_url, model)
     formed = (n1 - n0) / max(1, e1 - e0)
     # requests per CPU-second of the server (tritonserver + stubs) over every request the window
     # served (perf_analyzer's warm-up trials included); neither the client's CPU nor a neighbour's
-    served.update(cpu_s=round(cpu, 2), per_cpu_s=round((n1 - n0) / cpu, 2) if cpu else None)
+    served.update(cpu_s=round(cpu, 2), per_cpu_s=round((n1 - n0) / cpu, 2) if cpu else None,
+                  steal_pct=steal_pct(steal0, steal1))
     local = in_process_window(ref, rows, max(1, round(formed)), seconds)
+    local["steal_pct"] = steal_pct(steal1, cpu_times())
     paired = paired_one_client(server.grpc_url, ref, rows, model, seconds) if c == 1 else None
     return {"served": served, "in_process": local, "server_batch": round(formed, 2), "paired": paired,
             "throughput_ratio": round(served["rps"] / local["rps"], 3),
@@ -295,9 +297,10 @@ def run(repo: Path, out: Path, workloads: list[str], concurrency: list[int], sec
                         continue
                     p = pairs[-1]
                     log.info("%s c=%d: served %.1f/s p50 %.1f ms | in process at batch %.1f: %.1f/s p50 %.1f ms"
-                             " | ratio %.3f | per CPU-s ratio %s", name, c, p["served"]["rps"], p["served"]["p50_ms"],
-                             p["server_batch"], p["in_process"]["rps"], p["in_process"]["p50_ms"],
-                             p["throughput_ratio"], p["cpu_efficiency_ratio"])
+                             " | ratio %.3f | per CPU-s ratio %s | CPU steal %s / %s %%", name, c, p["served"]["rps"],
+                             p["served"]["p50_ms"], p["server_batch"], p["in_process"]["rps"],
+                             p["in_process"]["p50_ms"], p["throughput_ratio"], p["cpu_efficiency_ratio"],
+                             p["served"]["steal_pct"], p["in_process"]["steal_pct"])
                 pairs_ok = [p for p in pairs if "error" not in p]
                 if not pairs_ok:
                     levels.append({"concurrency": c, "rounds": pairs, "met": None, "target": None})
@@ -351,6 +354,8 @@ def markdown(results: dict) -> str:
              f"- machine: {results['machine']['summary']}", f"- repository: {results['repository']}",
              f"- served through: {results['client']}; {results['seconds']} s per window, {results['rounds']} "
              "alternating served/in-process rounds per level",
+             "- CPU steal: the share of CPU time the hypervisor gave to other guests during a window (a shared "
+             "VM; where it is high, wall-clock figures are low for reasons outside this machine)",
              f"- server peak RSS (tritonserver + stubs): {results['server_peak_rss_mb']:.0f} MB; by process: "
              + ", ".join(f"{k} {v:.0f}" for k, v in results["server_rss_by_process_mb"].items()), ""]
     for name, data in results["workloads"].items():
@@ -359,18 +364,19 @@ def markdown(results: dict) -> str:
                   f"In-process reference: +{data['in_process_rss_mb']:.0f} MB RSS in the bench process.", "",
                   f"| clients | round | server batch | served {unit}/s | served p50 / p95 / p99 ms | in-process {unit}/s "
                   "(same batch) | in-process p50 ms (per batch) | served / in-process | p50 served - in-process ms | "
-                  f"{unit} per CPU-s served / in-process |",
-                  "|---|---|---|---|---|---|---|---|---|---|"]
+                  f"{unit} per CPU-s served / in-process | CPU steal % served / in-process |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for level in data["levels"]:
             for k, p in enumerate(level["rounds"], 1):
                 if "error" in p:
-                    lines.append(f"| {level['concurrency']} | {k} | failed: {p['error'][:120]} | | | | | | | |")
+                    lines.append(f"| {level['concurrency']} | {k} | failed: {p['error'][:120]} | | | | | | | | |")
                     continue
                 s, i = p["served"], p["in_process"]
                 lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f} | {s['rps']:.1f} | "
                              f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f} | {i['rps']:.1f} | "
                              f"{i['p50_ms']:.1f} | {p['throughput_ratio']:.3f} | {p['p50_delta_ms']:+.1f} | "
-                             f"{s.get('per_cpu_s') or 0:.1f} / {i.get('per_cpu_s') or 0:.1f} |")
+                             f"{s.get('per_cpu_s') or 0:.1f} / {i.get('per_cpu_s') or 0:.1f} | "
+                             f"{_pct(s.get('steal_pct'))} / {_pct(i.get('steal_pct'))} |")
         paired = [(lv["concurrency"], k, p["paired"]) for lv in data["levels"]
                   for k, p in enumerate(lv["rounds"], 1) if p.get("paired")]
         if paired:
@@ -391,6 +397,10 @@ def markdown(results: dict) -> str:
                          f"{level['median_p50_delta_ms']:+.1f} | {level.get('median_cpu_efficiency_ratio', 0):.3f} | {met} |")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}"
 
 
 def plot(results: dict, path: Path) -> None:

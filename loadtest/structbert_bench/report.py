@@ -16,7 +16,9 @@ def markdown(results: dict) -> str:
              f"- command: `{results['command']}`",
              f"- machine: {results['machine']['summary']}"
              + (f"; 1-minute load average {results['load_average'][0]} at the start, {results['load_average'][-1]} "
-                "at the end (other work on the machine)" if results.get("load_average") else ""),
+                "at the end (other work on the machine)" if results.get("load_average") else "")
+             + (f"; CPU steal {results['cpu_steal_pct']} % over the run (time the hypervisor gave to other guests)"
+                if results.get("cpu_steal_pct") is not None else ""),
              f"- models: {results['models']}; server precision: {results['precision']}; "
              f"client protocol: {results['protocol']}; {results['duration_s']} s per concurrency level", ""]
     gpu = results.get("device") == "cuda"
