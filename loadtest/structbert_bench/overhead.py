@@ -130,19 +130,21 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def in_process_window(run: Callable[[list], object], rows: list[dict], batch: int, seconds: float) -> dict:
-    """Batches of ``batch`` requests back to back for ``seconds``: requests/s, per-batch latency, and
-    requests per CPU-second of this process (what a shared machine's neighbours cannot skew)."""
-    latencies, done, i = [], 0, 0
+    """Batches of ``batch`` requests back to back for at least ``seconds``, in **whole passes** over
+    ``rows`` (the last batch of a pass may be smaller), so every text weighs alike whatever the window
+    length: requests/s, per-batch latency, and requests per CPU-second of this process (what a shared
+    machine's neighbours cannot skew)."""
+    latencies, done = [], 0
     run(rows[:batch])
     cpu0 = cpu_seconds([os.getpid()])
     start = time.perf_counter()
     while time.perf_counter() - start < seconds or len(latencies) < 3:
-        chunk = [rows[(i + k) % len(rows)] for k in range(batch)]
-        i += batch
-        t0 = time.perf_counter()
-        run(chunk)
-        latencies.append(time.perf_counter() - t0)
-        done += batch
+        for i in range(0, len(rows), batch):  # one pass
+            chunk = rows[i:i + batch]
+            t0 = time.perf_counter()
+            run(chunk)
+            latencies.append(time.perf_counter() - t0)
+            done += len(chunk)
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds([os.getpid()]) - cpu0
     stats = summarise(latencies, 0, elapsed).as_dict()

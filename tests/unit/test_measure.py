@@ -17,3 +17,20 @@ def test_steal_is_the_share_of_cpu_time_the_hypervisor_gave_to_other_guests(tmp_
     assert steal_pct(before, after) == 35.0  # 70 of 200 jiffies
     assert steal_pct(after, after) is None  # no time passed
     assert cpu_times(tmp_path / "missing") is None and steal_pct(None, after) is None  # not Linux: unknown
+
+
+def test_in_process_window_weighs_every_text_alike():
+    """The in-process reference runs whole passes over the texts the server was sent: a window that
+    always began at the first text and stopped after a few seconds measured a different mix of
+    lengths than the served window (zero-shot texts take 30-600 ms each)."""
+    from collections import Counter
+
+    from structbert_bench.overhead import in_process_window
+
+    rows = [{"TEXT": str(i)} for i in range(7)]
+    seen = Counter()
+    stats = in_process_window(lambda batch: seen.update(r["TEXT"] for r in batch), rows, batch=3, seconds=0.0)
+    warm = Counter(r["TEXT"] for r in rows[:3])  # the warm-up batch, not timed
+    timed = seen - warm
+    assert len(set(timed.values())) == 1 and set(timed) == {r["TEXT"] for r in rows}, timed
+    assert stats["batch"] == 3 and stats["rps"] > 0
