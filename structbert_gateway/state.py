@@ -3,10 +3,10 @@ the checks every route makes the same way."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import orjson
 from fastapi import Request
 from starlette.responses import Response
 
@@ -31,8 +31,10 @@ def attach_error_models(errors: dict, model) -> dict:
 
 
 def json_response(content) -> Response:
-    return Response(json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode(),
-                    media_type="application/json")
+    """A JSON answer (compact UTF-8). orjson: the standard library took 0.55 ms for one 384-float
+    embedding, a third of the gateway's own time per request at one client (loadtest/RESULTS.md);
+    floats keep the shortest text that reads back as the same value, as ``json`` writes them."""
+    return Response(orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS), media_type="application/json")
 
 
 @dataclass
