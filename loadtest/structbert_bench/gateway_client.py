@@ -47,22 +47,28 @@ def gateway_worker(url: str, workload: str, timeout_s: float = 120.0) -> Callabl
         def call(payload: tuple) -> object:
             from structbert_client import RequestTimeoutError, ServerUnavailableError
 
-            conn = getattr(local, "conn", None)
-            if conn is None:
-                conn = local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
             data = json.dumps(body(payload), ensure_ascii=False).encode()
-            try:
-                conn.request("POST", route, data, {"Content-Type": "application/json"})
-                response = conn.getresponse()
-                text = response.read()
-            except TimeoutError as exc:
-                conn.close()
-                local.conn = None
-                raise RequestTimeoutError(f"no answer within {timeout_s} s") from exc
-            except (ConnectionError, http.client.HTTPException, OSError) as exc:
-                conn.close()
-                local.conn = None
-                raise ServerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
+            for attempt in (1, 2):
+                conn = getattr(local, "conn", None)
+                reused = conn is not None
+                if conn is None:
+                    conn = local.conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout_s)
+                try:
+                    conn.request("POST", route, data, {"Content-Type": "application/json"})
+                    response = conn.getresponse()
+                    text = response.read()
+                    break
+                except TimeoutError as exc:
+                    conn.close()
+                    local.conn = None
+                    raise RequestTimeoutError(f"no answer within {timeout_s} s") from exc
+                except (ConnectionError, http.client.HTTPException, OSError) as exc:
+                    conn.close()
+                    local.conn = None
+                    # a kept-alive connection the server closed while idle (uvicorn: after 5 s): once more
+                    # on a new one, as HTTP client libraries do; a new connection that fails is the answer
+                    if not (reused and attempt == 1):
+                        raise ServerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
             if response.status != 200:
                 raise _error(response.status, text.decode(errors="replace"))
             return json.loads(text)

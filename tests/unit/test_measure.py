@@ -34,3 +34,38 @@ def test_in_process_window_weighs_every_text_alike():
     timed = seen - warm
     assert len(set(timed.values())) == 1 and set(timed) == {r["TEXT"] for r in rows}, timed
     assert stats["batch"] == 3 and stats["rps"] > 0
+
+
+def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
+    """uvicorn closes a keep-alive connection after 5 idle seconds: the bench's next request on it
+    failed with BrokenPipe/RemoteDisconnected and was counted as 'server unavailable'."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from structbert_bench.gateway_client import gateway_worker
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            body = json.dumps({"data": [{"embedding": [1.0]}]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True  # as after an idle timeout: closed without saying so
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        call = gateway_worker(f"http://127.0.0.1:{server.server_address[1]}", "embedding")()
+        for _ in range(3):
+            assert call(("你好",))["data"][0]["embedding"] == [1.0]
+    finally:
+        server.shutdown()
