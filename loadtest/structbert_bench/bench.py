@@ -18,6 +18,7 @@ from . import report
 from .gateway_client import gateway_worker
 from .gpu_probe import UtilizationSampler, gpu_memory_by_process
 from .measure import (
+    CpuSteal,
     RssSampler,
     closed_loop,
     closed_loop_processes,
@@ -198,12 +199,11 @@ def run_bench(cfg: BenchConfig) -> dict:
             base = results["workloads"][name]["baseline"]
             for concurrency in cfg.concurrency:
                 log.info("server %s at concurrency %d ...", name, concurrency)
-                window_cpu = cpu_times()
-                with RssSampler(server.process.pid) as rss, UtilizationSampler() as util:
+                with RssSampler(server.process.pid) as rss, UtilizationSampler() as util, CpuSteal() as steal:
                     stats = closed_loop_processes(url, cfg.protocol, name, items, concurrency=concurrency,
                                                   processes=cfg.client_processes, duration_s=cfg.duration_s)
                 row = {"concurrency": concurrency, **stats.as_dict(), "peak_rss_mb": rss.peak_mb,
-                       "steal_pct": steal_pct(window_cpu, cpu_times()),
+                       "steal_pct": steal.pct,
                        "gpu_util_mean": util.mean, "gpu_util_peak": util.peak,
                        "throughput_ratio": round(stats.rps / base["rps"], 3) if base["rps"] else None,
                        "p50_ratio": round(stats.p50_ms / base["p50_ms"], 3) if base["p50_ms"] else None}
@@ -213,12 +213,11 @@ def run_bench(cfg: BenchConfig) -> dict:
                          f", GPU {util.mean}% busy" if util.mean is not None else "")
                 if gateway is not None:  # the same load through the gateway, right after: one run, one machine
                     log.info("gateway %s at concurrency %d ...", name, concurrency)
-                    window_cpu = cpu_times()
-                    with RssSampler(gateway.process.pid) as grss:
+                    with RssSampler(gateway.process.pid) as grss, CpuSteal() as gsteal:
                         gstats = closed_loop(gateway_worker(gateway.url, name), items, concurrency=concurrency,
                                              duration_s=cfg.duration_s)
                     grow = {"concurrency": concurrency, **gstats.as_dict(), "peak_rss_mb": grss.peak_mb,
-                            "steal_pct": steal_pct(window_cpu, cpu_times()),
+                            "steal_pct": gsteal.pct,
                             "throughput_vs_direct": round(gstats.rps / stats.rps, 3) if stats.rps else None,
                             "p50_delta_ms": round(gstats.p50_ms - stats.p50_ms, 2)}
                     results["workloads"][name].setdefault("gateway", []).append(grow)

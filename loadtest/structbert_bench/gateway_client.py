@@ -48,7 +48,7 @@ def gateway_worker(url: str, workload: str, timeout_s: float = 120.0) -> Callabl
             from structbert_client import RequestTimeoutError, ServerUnavailableError
 
             data = json.dumps(body(payload), ensure_ascii=False).encode()
-            for attempt in (1, 2):
+            for _ in range(2):  # a second time only after a reused connection failed
                 conn = getattr(local, "conn", None)
                 reused = conn is not None
                 if conn is None:
@@ -67,7 +67,7 @@ def gateway_worker(url: str, workload: str, timeout_s: float = 120.0) -> Callabl
                     local.conn = None
                     # a kept-alive connection the server closed while idle (uvicorn: after 5 s): once more
                     # on a new one, as HTTP client libraries do; a new connection that fails is the answer
-                    if not (reused and attempt == 1):
+                    if not reused:
                         raise ServerUnavailableError(f"{type(exc).__name__}: {exc}") from exc
             if response.status != 200:
                 raise _error(response.status, text.decode(errors="replace"))

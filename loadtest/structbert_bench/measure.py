@@ -56,6 +56,19 @@ def steal_pct(before: tuple[int, int] | None, after: tuple[int, int] | None) -> 
     return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 1)
 
 
+class CpuSteal:
+    """``with CpuSteal() as steal: ...``, then ``steal.pct``: :func:`steal_pct` over the block."""
+
+    pct: float | None = None
+
+    def __enter__(self) -> CpuSteal:
+        self._before = cpu_times()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.pct = steal_pct(self._before, cpu_times())
+
+
 def process_tree(pid: int) -> list[int]:
     """``pid`` and all its descendants, read from /proc (no psutil: GPU hosts may lack it)."""
     children: dict[int, list[int]] = {}

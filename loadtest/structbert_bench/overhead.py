@@ -39,7 +39,7 @@ import numpy as np
 from structbert_client import api
 
 from .bench import machine_info
-from .measure import RssSampler, cpu_times, process_tree, rss_bytes, steal_pct, summarise
+from .measure import CpuSteal, RssSampler, process_tree, rss_bytes, summarise
 from .workloads import WORKLOADS
 
 log = logging.getLogger("structbert_bench")
@@ -250,18 +250,20 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
     formed in it (Triton's statistics), with each side's requests per CPU-second."""
     n0, e0 = model_stats(server.http_url, model)
     tree = process_tree(server.process.pid)
-    cpu0, steal0 = cpu_seconds(tree), cpu_times()
-    served = (served_window_perf_analyzer(server.grpc_url, model, c, seconds, out) if use_pa
-              else served_window_sdk(server.grpc_url, workload, c, seconds))
-    cpu, steal1 = cpu_seconds(tree) - cpu0, cpu_times()
+    cpu0 = cpu_seconds(tree)
+    with CpuSteal() as served_steal:
+        served = (served_window_perf_analyzer(server.grpc_url, model, c, seconds, out) if use_pa
+                  else served_window_sdk(server.grpc_url, workload, c, seconds))
+    cpu = cpu_seconds(tree) - cpu0
     n1, e1 = model_stats(server.http_url, model)
     formed = (n1 - n0) / max(1, e1 - e0)
     # requests per CPU-second of the server (tritonserver + stubs) over every request the window
     # served (perf_analyzer's warm-up trials included); neither the client's CPU nor a neighbour's
     served.update(cpu_s=round(cpu, 2), per_cpu_s=round((n1 - n0) / cpu, 2) if cpu else None,
-                  steal_pct=steal_pct(steal0, steal1))
-    local = in_process_window(ref, rows, max(1, round(formed)), seconds)
-    local["steal_pct"] = steal_pct(steal1, cpu_times())
+                  steal_pct=served_steal.pct)
+    with CpuSteal() as local_steal:
+        local = in_process_window(ref, rows, max(1, round(formed)), seconds)
+    local["steal_pct"] = local_steal.pct
     paired = paired_one_client(server.grpc_url, ref, rows, model, seconds) if c == 1 else None
     return {"served": served, "in_process": local, "server_batch": round(formed, 2), "paired": paired,
             "throughput_ratio": round(served["rps"] / local["rps"], 3),
