@@ -21,6 +21,7 @@ from .uie import MAX_TEXT_TOKENS
 from .zero_shot import MAX_LABELS
 
 DEFAULT_MAX_BATCH_TOKENS = 16384  # padded tokens per runtime call on a CPU (a GPU takes more: export)
+DEFAULT_OVERLAP_BELOW_TOKENS = 512  # CPU batches smaller than this leave the runtime's threads partly idle (runtime.ExclusiveRunner)
 DEFAULT_MAX_LENGTH = 512
 TOKEN_NAMES = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")  # a token encoder's inputs
 
@@ -143,6 +144,9 @@ class RuntimeParams(Params):
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     mask_groups: dict = field(default_factory=dict)  # tensor -> its mask input (ragged batching)
     warmup: bool = True
+    # a public model's instances take turns on an in-process runtime, except CPU batches under this
+    # many tokens, which may run beside each other (runtime.ExclusiveRunner; 0: always one at a time)
+    overlap_below_tokens: int = DEFAULT_OVERLAP_BELOW_TOKENS
 
 
 @dataclass(frozen=True, kw_only=True)
