@@ -97,7 +97,7 @@ def in_process_encoder(args: dict, settings: PipelineParams, outputs: Sequence[s
                                   max_rows=max_rows, cpu_instance=args.get("model_instance_kind") == "CPU")
     # the model's instances take turns on the runtime (runtime.ExclusiveRunner: why two instances)
     encoder.runner = ExclusiveRunner(encoder.runner, args["model_repository"],
-                                     overlap_below_tokens=settings.encoder.overlap_below_tokens)
+                                     overlap_below_tokens=settings.encoder_overlap_below_tokens)
     if settings.encoder.warmup:
         warm_up(encoder, token_input_specs(inputs))
     triton_io.log.info("%s runs %s in process on %s", args.get("model_name"), path.name, encoder.runner.device)

@@ -144,9 +144,6 @@ class RuntimeParams(Params):
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     mask_groups: dict = field(default_factory=dict)  # tensor -> its mask input (ragged batching)
     warmup: bool = True
-    # a public model's instances take turns on an in-process runtime, except CPU batches under this
-    # many tokens, which may run beside each other (runtime.ExclusiveRunner; 0: always one at a time)
-    overlap_below_tokens: int = DEFAULT_OVERLAP_BELOW_TOKENS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,6 +170,9 @@ class PipelineParams(Params):
     encoder_in_process: bool = False  # embedded flavour: run the encoder's artifact in this stub
     encoder_artifact: str = ""  # relative to the model repository
     encoder_inputs: tuple[str, ...] = TOKEN_NAMES
+    # the instances take turns on the in-process runtime, except CPU batches under this many tokens,
+    # which may run beside each other (runtime.ExclusiveRunner; 0: always one at a time)
+    encoder_overlap_below_tokens: int = DEFAULT_OVERLAP_BELOW_TOKENS
     encoder: RuntimeParams = field(default_factory=RuntimeParams, metadata={"prefix": "encoder_"})
 
     def __post_init__(self):

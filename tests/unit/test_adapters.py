@@ -280,6 +280,9 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     model = adapter("text_embedding")
     model.initialize(embed_args)
     assert isinstance(model.local.runner, ExclusiveRunner)
+    # small CPU batches of the two instances may overlap (runtime.ExclusiveRunner.shared)
+    assert model.local.runner.overlap_below_tokens == int(embed_config["parameters"]["encoder_overlap_below_tokens"]
+                                                              ["string_value"]) == 512
     # no coroutine: the stub would hand it to its event loop's thread and wait for it, every batch
     assert isinstance(model.execute([request(TEXT=texts("好"))]), list)
     sentences = ["今天天气很好", "好", "这家酒店的早餐很好吃，服务也周到"]
