@@ -30,22 +30,8 @@ class SlowRunner:
         return {"Y": np.array([start, time.monotonic()])}
 
 
-def _calls(lock_dir: str, n: int, queue) -> None:
-    runner = ExclusiveRunner(SlowRunner(0.05), lock_dir)
-    for _ in range(n):
-        queue.put(tuple(runner.run({})["Y"]))
-
-
 def test_processes_sharing_a_lock_never_run_at_once(tmp_path):
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    procs = [ctx.Process(target=_calls, args=(str(tmp_path), 4, queue)) for _ in range(3)]
-    for p in procs:
-        p.start()
-    spans = sorted(queue.get(timeout=60) for _ in range(12))
-    for p in procs:
-        p.join(timeout=30)
-        assert p.exitcode == 0
+    spans = sorted(span[1:] for span in _spans(tmp_path, [1, 1, 1], n=4, overlap_below_tokens=0))
     for (_, end), (start, _) in itertools.pairwise(spans):
         assert start >= end - 1e-4, f"two runtime calls overlapped: {spans}"
 
@@ -64,18 +50,21 @@ def test_exclusive_runner_passes_results_errors_and_attributes_through(tmp_path)
     assert runner.run({})["Y"].shape == (2,)  # the lock was released after the error
 
 
-def _sized_calls(lock_dir: str, rows: int, n: int, start, queue) -> None:
-    runner = ExclusiveRunner(SlowRunner(0.15), lock_dir, overlap_below_tokens=512)
+def _sized_calls(lock_dir: str, rows: int, n: int, overlap_below_tokens: int, start, queue) -> None:
+    runner = ExclusiveRunner(SlowRunner(0.15), lock_dir, overlap_below_tokens=overlap_below_tokens)
     feeds = {"INPUT_IDS": np.zeros((rows, 64), np.int64)}  # rows x 64 tokens
     start.wait(60)
     for _ in range(n):
         queue.put((rows, *runner.run(feeds)["Y"]))
 
 
-def _spans(tmp_path, sizes: list[int], n: int = 3) -> list[tuple[int, float, float]]:
+def _spans(tmp_path, sizes: list[int], n: int = 3, overlap_below_tokens: int = 512) -> list[tuple[int, float, float]]:
+    """(rows, start, end) of every call of one process per entry of ``sizes`` (rows per call),
+    ``n`` calls each, all sharing one lock."""
     ctx = mp.get_context("spawn")
     queue, start = ctx.Queue(), ctx.Event()
-    procs = [ctx.Process(target=_sized_calls, args=(str(tmp_path), rows, n, start, queue)) for rows in sizes]
+    procs = [ctx.Process(target=_sized_calls, args=(str(tmp_path), rows, n, overlap_below_tokens, start, queue))
+             for rows in sizes]
     for p in procs:
         p.start()
     time.sleep(0.5)
