@@ -1,5 +1,6 @@
 """The gateway as a child process (``structbert-triton serve`` and the tests start it this way): it
-dies with its parent, and ``start`` waits until ``/health`` answers 200."""
+dies with its parent, and ``start`` waits until it answers HTTP (``/health``: 200 once Triton is ready,
+503 while it is not; either way the gateway itself is up)."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ class GatewayProcess:
         return cmd + list(self.extra_args)
 
     def start(self, timeout_s: float = 60.0, stop: threading.Event | None = None) -> GatewayProcess:
-        """Start the gateway and wait for its /health; returns early, not ready, once ``stop`` is set."""
+        """Start the gateway and wait until it answers; returns early, not up, once ``stop`` is set.
+        Not until Triton is ready: a tritonserver that dies meanwhile is the supervisor's to restart."""
         from structbert_serving.embedded_server import die_with_parent
 
         if self.log_file is None:
@@ -68,17 +70,28 @@ class GatewayProcess:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise GatewayError(f"the gateway exited with code {self.process.returncode}:\n{self.log_tail()}")
-            if self.is_ready() or stop.wait(0.2):
+            if self.is_up() or stop.wait(0.2):
                 return self
         self.stop()
-        raise GatewayError(f"the gateway was not ready after {timeout_s:.0f} s:\n{self.log_tail()}")
+        raise GatewayError(f"the gateway did not answer after {timeout_s:.0f} s:\n{self.log_tail()}")
+
+    def is_up(self) -> bool:
+        """The gateway answers HTTP (its /health says 200 or 503)."""
+        return self.health() is not None
 
     def is_ready(self) -> bool:
+        """The gateway and Triton behind it are ready (/health 200)."""
+        return self.health() == 200
+
+    def health(self) -> int | None:
+        """/health's status code; None when the gateway does not answer."""
         try:
             with urllib.request.urlopen(f"{self.url}/health", timeout=2) as resp:
-                return resp.status == 200
+                return resp.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
         except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
-            return False
+            return None
 
     def log_tail(self, lines: int = 30) -> str:
         if self.log_file and Path(self.log_file).is_file():

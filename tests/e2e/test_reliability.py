@@ -136,6 +136,29 @@ def _child(serve: subprocess.Popen, word: str) -> psutil.Process:
     raise AssertionError(f"serve started no {word}")
 
 
+def test_the_gateway_process_counts_as_started_while_triton_is_down(tiny_repo):
+    """``start`` waits for the gateway to answer, not for Triton: its /health follows Triton's
+    readiness, so a tritonserver that died while serve started the gateway (its supervisor not yet
+    watching) left serve waiting for a 200 that only a restart could bring (CI: the restart test hung)."""
+    import urllib.error
+    import urllib.request
+
+    from structbert_gateway.process import GatewayProcess
+    from structbert_serving.embedded_server import free_port
+
+    gateway = GatewayProcess(f"127.0.0.1:{free_port()}", tiny_repo)  # nothing listens there
+    started = time.monotonic()
+    try:
+        gateway.start(timeout_s=60)
+        assert time.monotonic() - started < 45
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.urlopen(f"{gateway.url}/health", timeout=5)
+        assert answer.value.code == 503
+        assert gateway.is_up() and not gateway.is_ready()
+    finally:
+        gateway.stop()
+
+
 def test_serve_restarts_an_exited_server_and_leaves_no_orphan(tiny_repo):
     """tritonserver dies (as with the signal 11 seen under overload): serve starts it again, and the
     HTTP gateway it also runs keeps answering through the restart; the gateway dies: serve starts it
@@ -149,7 +172,7 @@ def test_serve_restarts_an_exited_server_and_leaves_no_orphan(tiny_repo):
                               "--metrics-port", str(free_port()), "--gateway-port", str(gateway_port)],
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        client = StructBertClient(f"127.0.0.1:{grpc}", retries=40, backoff_s=0.25, timeout_s=30)
+        client = StructBertClient(f"127.0.0.1:{grpc}", retries=200, backoff_s=0.25, max_backoff_s=1.0, timeout_s=30)
         text = sample_texts(1)[0]
         first = _tritonserver_of(serve)
         before = client.embed(text)
@@ -176,9 +199,32 @@ def test_serve_restarts_an_exited_server_and_leaves_no_orphan(tiny_repo):
     # the supervisor may see the killed server's stubs gone before it reaps the server (seen once in a
     # full run on the loaded 2-core machine): either reason, but a restart
     assert ("tritonserver exited" in out or "stubs died" in out) and "tritonserver restarted" in out, out[-3000:]
-    # (serve prints "gateway restarted" once the new gateway's /health is 200; serve may be killed first)
+    # (serve prints "gateway restarted" once the new gateway answers; serve may be killed first)
     assert "gateway ready" in out and "restarting the gateway" in out
 
+
+
+def test_serve_restarts_a_server_that_died_while_the_gateway_started(tiny_repo):
+    """The race CI hit: tritonserver died after serve saw it ready but before the gateway was up.
+    serve must still reach its supervisor and restart it, not wait for the gateway's /health 200."""
+    from structbert_serving.embedded_server import free_port
+
+    grpc = free_port()
+    serve = subprocess.Popen([sys.executable, "-m", "structbert_triton", "serve", "--model-repository", str(tiny_repo),
+                              "--http-port", str(free_port()), "--grpc-port", str(grpc),
+                              "--metrics-port", str(free_port()), "--gateway-port", str(free_port())],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        first = _tritonserver_of(serve)
+        _child(serve, "structbert_gateway")  # serve has seen tritonserver ready and is starting the gateway
+        first.kill()
+        client = StructBertClient(f"127.0.0.1:{grpc}", retries=200, backoff_s=0.25, max_backoff_s=1.0, timeout_s=30)
+        assert client.embed(sample_texts(1)[0]).shape[0] > 0
+        assert _tritonserver_of(serve).pid != first.pid
+    finally:
+        serve.terminate()
+        out, _ = serve.communicate(timeout=60)
+    assert "tritonserver restarted" in out, out[-3000:]
 
 SLOW_MODEL = """
 import os
