@@ -31,9 +31,11 @@ from .errors import ApiError, from_triton
 log = logging.getLogger(__name__)
 
 _MAX_MESSAGE = 256 * 1024 * 1024
-# one TCP connection per channel (gRPC would otherwise share one subchannel between identical channels)
+# one TCP connection per channel (gRPC would otherwise share one subchannel between identical channels);
+# reconnect to a restarted tritonserver within a second (gRPC's default backoff grows to 120 s)
 _CHANNEL_ARGS = [("grpc.use_local_subchannel_pool", 1), ("grpc.max_send_message_length", _MAX_MESSAGE),
-                 ("grpc.max_receive_message_length", _MAX_MESSAGE)]
+                 ("grpc.max_receive_message_length", _MAX_MESSAGE), ("grpc.initial_reconnect_backoff_ms", 250),
+                 ("grpc.max_reconnect_backoff_ms", 1000)]
 
 
 def texts_array(texts: Sequence[str], field: str, offset: int = 0) -> np.ndarray:

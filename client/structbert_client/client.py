@@ -57,6 +57,24 @@ def _str(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _channel_args(triton, max_backoff_s: float) -> list[tuple[str, int]]:
+    """tritonclient's own channel options (message sizes, keepalive), plus a reconnect backoff capped
+    at ``max_backoff_s``: gRPC's default grows to 120 s, so a channel that failed while a server
+    restarted went on failing fast long after the server was back."""
+    keepalive = triton.KeepAliveOptions()
+    cap_ms = max(100, int(max_backoff_s * 1000))
+    return [
+        ("grpc.max_send_message_length", triton.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.max_receive_message_length", triton.MAX_GRPC_MESSAGE_SIZE),
+        ("grpc.keepalive_time_ms", keepalive.keepalive_time_ms),
+        ("grpc.keepalive_timeout_ms", keepalive.keepalive_timeout_ms),
+        ("grpc.keepalive_permit_without_calls", keepalive.keepalive_permit_without_calls),
+        ("grpc.http2.max_pings_without_data", keepalive.http2_max_pings_without_data),
+        ("grpc.initial_reconnect_backoff_ms", min(1000, cap_ms)),
+        ("grpc.max_reconnect_backoff_ms", cap_ms),
+    ]
+
+
 class StructBertClient:
     """Talk to a structbert-triton server.
 
@@ -67,24 +85,27 @@ class StructBertClient:
     A ``str`` in gives one result; a list gives a list (embeddings: a 2-D array). Lists longer than
     ``batch_size`` are sent in several requests. Failures raise the SDK's own exceptions
     (:mod:`structbert_client.errors`); only unavailable/overloaded errors are retried, with
-    exponential backoff and jitter. ``admin_key`` sends the header the restricted admin APIs
-    (statistics, config, repository) expect, on either protocol.
+    exponential backoff (at most ``max_backoff_s`` between tries) and jitter. ``admin_key`` sends
+    the header the restricted admin APIs (statistics, config, repository) expect, on either protocol.
     """
 
     def __init__(self, url: str = "localhost:8001", protocol: str = "grpc", *, timeout_s: float = 60.0,
-                 batch_size: int = 32, retries: int = 2, backoff_s: float = 0.2,
+                 batch_size: int = 32, retries: int = 2, backoff_s: float = 0.2, max_backoff_s: float = 5.0,
                  headers: dict[str, str] | None = None, admin_key: str | None = None, ssl: bool = False,
                  ssl_options: dict[str, Any] | None = None, verbose: bool = False):
         if protocol not in PROTOCOLS:
             raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
+        if max_backoff_s < 0 or backoff_s < 0:
+            raise ValueError("backoff_s and max_backoff_s must be at least 0")
         self.url = url
         self.protocol = protocol
         self.timeout_s = float(timeout_s)
         self.batch_size = int(batch_size)
         self.retries = int(retries)
         self.backoff_s = float(backoff_s)
+        self.max_backoff_s = float(max_backoff_s)
         self.headers = dict(headers or {})
         if admin_key:  # restricted admin APIs: Triton prefixes the header on gRPC
             self.headers["admin-key" if protocol == "http" else "triton-grpc-protocol-admin-key"] = admin_key
@@ -92,7 +113,9 @@ class StructBertClient:
         if protocol == "grpc":
             import tritonclient.grpc as triton
 
-            self._client = triton.InferenceServerClient(url, verbose=verbose, ssl=ssl, **ssl_options)
+            self._client = triton.InferenceServerClient(url, verbose=verbose, ssl=ssl,
+                                                        channel_args=_channel_args(triton, self.max_backoff_s),
+                                                        **ssl_options)
         else:
             import tritonclient.http as triton
 
@@ -124,7 +147,7 @@ class StructBertClient:
                 error = translate(exc)
                 if not isinstance(error, ServerUnavailableError) or attempt >= self.retries:
                     raise error from None
-                delay = self.backoff_s * (2 ** attempt) * (0.5 + random.random())
+                delay = min(self.backoff_s * 2 ** min(attempt, 30), self.max_backoff_s) * (0.5 + random.random())
                 log.debug("%s: %s; retry %d in %.2f s", model, error, attempt + 1, delay)
                 time.sleep(delay)
                 attempt += 1

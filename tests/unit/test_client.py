@@ -15,6 +15,7 @@ from structbert_client import (
     StructBertClient,
 )
 from structbert_client.errors import translate
+from tests.conftest import seconds_to_see_a_restarted_server
 
 
 def test_client_imports_without_torch_transformers_or_onnx():
@@ -89,3 +90,43 @@ def test_user_text_in_an_invalid_argument_message_never_changes_its_type(status)
 ])
 def test_translate_code_first(status, message, cls):
     assert type(translate(InferenceServerException(message, status=status))) is cls
+
+
+def test_retry_backoff_is_capped(monkeypatch):
+    """Exponential backoff stops growing at ``max_backoff_s``: with retries=40 an uncapped client slept
+    0.25 * 2**10 s once a restart outlasted the first ten tries, and a restarted server went unseen
+    for minutes (CI: the restart test timed out inside that sleep)."""
+    import structbert_client.client as module
+
+    client = StructBertClient("127.0.0.1:1", protocol="grpc", retries=20, backoff_s=0.25, max_backoff_s=2.0)
+    delays: list[float] = []
+    monkeypatch.setattr(module.time, "sleep", delays.append)
+
+    def unavailable(*args, **kwargs):
+        raise InferenceServerException("failed to connect", status="StatusCode.UNAVAILABLE")
+
+    monkeypatch.setattr(client._client, "infer", unavailable)
+    with pytest.raises(ServerUnavailableError):
+        client.embed("你好")
+    assert len(delays) == 20
+    assert max(delays) <= 2.0 * 1.5  # the cap, with its jitter
+    assert sum(delays[-5:]) >= 5 * 2.0 * 0.5  # and it keeps retrying at the cap, not at zero
+    with pytest.raises(ValueError, match="max_backoff_s"):
+        StructBertClient("x", max_backoff_s=-1)
+
+
+def test_a_grpc_client_sees_a_restarted_server_within_its_backoff_cap():
+    """gRPC's own reconnect backoff (1 s growing x1.6 to 120 s) made a channel that had failed for a
+    while fail fast for seconds to minutes after the server was back: measured here, a server down
+    60 s was seen 12 s after it came up. The client caps it at ``max_backoff_s`` too."""
+    clients: dict[str, StructBertClient] = {}
+
+    def sees(url: str) -> bool:
+        client = clients.setdefault(url, StructBertClient(url, protocol="grpc", max_backoff_s=0.5, timeout_s=2))
+        try:
+            client._client.is_server_live()
+        except InferenceServerException as exc:
+            return "UNAVAILABLE" not in str(exc.status())
+        return True
+
+    assert seconds_to_see_a_restarted_server(sees) < 2.0
