@@ -2,8 +2,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,35 +15,6 @@ def sample_texts(n: int | None = None, *, max_chars: int | None = None) -> list[
     rows = [json.loads(line) for line in (DATA / "shopping_reviews_sample.jsonl").read_text().splitlines()]
     texts = [r["text"] for r in rows if max_chars is None or len(r["text"]) <= max_chars]
     return texts[:n] if n else texts
-
-
-def seconds_to_see_a_restarted_server(sees: Callable[[str], bool], *, down_s: float = 20.0,
-                                      give_up_s: float = 10.0) -> float:
-    """A gRPC endpoint stays down for ``down_s`` while ``sees(url)`` is polled (it must say False),
-    then a server with no services comes up there (every call UNIMPLEMENTED, not UNAVAILABLE):
-    seconds until ``sees(url)`` says True. gRPC's own reconnect backoff would make it ~6 s late
-    after 20 s down (+-20 %)."""
-    from concurrent import futures
-
-    import grpc
-
-    from structbert_serving.embedded_server import free_port
-
-    url = f"127.0.0.1:{free_port()}"
-    started = time.monotonic()
-    while time.monotonic() - started < down_s:
-        assert not sees(url), "nothing listens yet"
-        time.sleep(0.5)
-    server = grpc.server(futures.ThreadPoolExecutor(2))
-    server.add_insecure_port(url)
-    server.start()
-    try:
-        up = time.monotonic()
-        while not sees(url) and time.monotonic() - up < give_up_s:
-            time.sleep(0.1)
-        return time.monotonic() - up
-    finally:
-        server.stop(None)
 
 
 @pytest.fixture(scope="session")
