@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from structbert_bench.measure import cpu_times, steal_pct
 
 
@@ -35,6 +37,42 @@ def test_in_process_window_weighs_every_text_alike():
     assert len(set(timed.values())) == 1 and set(timed) == {r["TEXT"] for r in rows}, timed
     assert stats["batch"] == 3 and stats["rps"] > 0
 
+
+
+def test_one_client_pairs_cover_every_text_and_say_how_sure_the_p50_is(monkeypatch):
+    """The paired one-client window took 20 texts at least, always from the first: zero-shot (texts of
+    30-600 ms) was judged on its first 20 texts, a p50 difference whose 95 % interval spans several
+    ms. Now one whole pass at least, and the interval is reported."""
+    from collections import Counter
+
+    import tritonclient.grpc as grpcclient
+
+    from structbert_bench.overhead import paired_one_client, paired_summary
+
+    class Client:  # the server's side is not what this measures
+        def __init__(self, url):
+            pass
+
+        def infer(self, model, inputs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(grpcclient, "InferenceServerClient", Client)
+    rows = [{"TEXT": str(i)} for i in range(45)]
+    local = Counter()
+    result = paired_one_client("unused", lambda batch: local.update(r["TEXT"] for r in batch), rows, "m", seconds=0.0)
+    assert result["n"] >= len(rows) and set(local) == {r["TEXT"] for r in rows}
+
+    rng = np.random.default_rng(1)
+    few = paired_summary([(0.100 + d, 0.100) for d in rng.normal(0.002, 0.005, 20)])
+    many = paired_summary([(0.100 + d, 0.100) for d in rng.normal(0.002, 0.005, 400)])
+    for summary in (few, many):
+        low, high = summary["delta_p50_ci95_ms"]
+        assert low <= summary["delta_p50_ms"] <= high
+    assert many["delta_p50_ci95_ms"][1] - many["delta_p50_ci95_ms"][0] < \
+        (few["delta_p50_ci95_ms"][1] - few["delta_p50_ci95_ms"][0]) / 2
 
 def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
     """uvicorn closes a keep-alive connection after 5 idle seconds: the bench's next request on it
