@@ -167,4 +167,3 @@ def test_json_response_is_compact_utf8_and_keeps_every_float():
     back = json.loads(response.body)
     assert back == content and all(a == b for a, b in zip(back["data"][0]["embedding"], vector))
     assert not math.isnan(back["score"])
-
