@@ -74,6 +74,51 @@ def test_one_client_pairs_cover_every_text_and_say_how_sure_the_p50_is(monkeypat
     assert many["delta_p50_ci95_ms"][1] - many["delta_p50_ci95_ms"][0] < \
         (few["delta_p50_ci95_ms"][1] - few["delta_p50_ci95_ms"][0]) / 2
 
+def test_one_client_pairs_are_measured_over_grpc_and_http(monkeypatch):
+    """Triton's HTTP frontend answers a small request ~0.3 ms sooner than its gRPC one (measured on the
+    CPU, loopback): the one-client figure depends on the protocol, so the bench pairs each and says
+    which one the target was judged on (gRPC)."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    from structbert_bench import overhead
+
+    seen = []
+
+    def fake(module):
+        class Client:
+            def __init__(self, url):
+                seen.append((module.__name__, url))
+
+            def infer(self, model, inputs):
+                assert all(isinstance(i, module.InferInput) for i in inputs)
+
+            def close(self):
+                pass
+        return Client
+
+    monkeypatch.setattr(grpcclient, "InferenceServerClient", fake(grpcclient))
+    monkeypatch.setattr(httpclient, "InferenceServerClient", fake(httpclient))
+    rows = [{"TEXT": str(i)} for i in range(5)]
+    result = overhead.paired_one_client("h:1", lambda batch: None, rows, "m", seconds=0.0, protocol="http")
+    assert seen == [("tritonclient.http", "h:1")] and result["protocol"] == "http" and result["n"] >= 5
+    assert overhead.paired_one_client("g:1", lambda batch: None, rows, "m", seconds=0.0)["protocol"] == "grpc"
+
+    pair = {"n": 5, "served_p50_ms": 10.0, "in_process_p50_ms": 8.0, "delta_p50_ms": 2.0,
+            "delta_p50_ci95_ms": [1.9, 2.1], "delta_mean_ms": 2.0}
+    one = {"served": {"rps": 1, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1}, "in_process": {"rps": 1, "p50_ms": 1},
+           "server_batch": 1.0, "throughput_ratio": 1.0, "p50_delta_ms": 0.0,
+           "paired": {**pair, "protocol": "grpc"}, "paired_http": {**pair, "delta_p50_ms": 1.7, "protocol": "http"}}
+    text = overhead.markdown({"date": "d", "command": "c", "machine": {"summary": "m"}, "repository": "r",
+                              "client": "pa", "seconds": 1, "rounds": 1, "server_peak_rss_mb": 1,
+                              "server_rss_by_process_mb": {}, "workloads": {"embedding": {
+                                  "model": "text_embedding", "unit": "texts", "description": "d", "in_process_rss_mb": 1,
+                                  "levels": [{"concurrency": 1, "rounds": [one], "median_throughput_ratio": 1.0,
+                                              "median_p50_delta_ms": 2.0, "median_p50_delta_http_ms": 1.7,
+                                              "target": "t", "met": True}]}}})
+    assert "| 1 | gRPC | 5 |" in text and "| 1 | HTTP | 5 |" in text and "+1.70" in text, text
+
+
 def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
     """uvicorn closes a keep-alive connection after 5 idle seconds: the bench's next request on it
     failed with BrokenPipe/RemoteDisconnected and was counted as 'server unavailable'."""
