@@ -51,11 +51,17 @@ def test_all_msra_texts_match_pytorch(tiny_server, protocol, msra, msra_referenc
     client.close()
 
 
-def test_nested_schema_and_long_texts_match_pytorch(tiny_client, reference, msra, long_texts):
+@pytest.fixture(scope="module")
+def nested_reference(reference, msra, long_texts) -> tuple[list[str], dict[bool, list]]:
+    """PyTorch's answers once for both protocols: the texts, and their paths by ``output_all_prefix``."""
     texts = long_texts + msra[:60]
-    for output_all_prefix in (False, True):
+    return texts, {prefix: [reference.extract(t, NESTED, prefix) for t in texts] for prefix in (False, True)}
+
+
+def test_nested_schema_and_long_texts_match_pytorch(tiny_client, nested_reference, long_texts):
+    texts, wanted = nested_reference
+    for output_all_prefix, want in wanted.items():
         got = tiny_client.extract(texts, NESTED, output_all_prefix=output_all_prefix)
-        want = [reference.extract(t, NESTED, output_all_prefix) for t in texts]
         assert got == want
     assert any(len(path) == 2 for paths in want for path in paths)  # the second level found spans
     assert any(paths for paths in want[: len(long_texts)])  # windows of long texts found spans
