@@ -55,7 +55,9 @@ class RealTextTolerance:
 
     mean_cosine: float
     min_cosine: float
-    batch_invariance: float = 0.99999  # min cosine of a row alone vs the same row in a padded batch
+    # min cosine of a row alone vs the same row in a padded batch; UIE pointers: every clear decision
+    # the same instead (validation.validate_real_text)
+    batch_invariance: float = 0.99999
     min_agreement: float | None = None  # argmax (classifiers) or pointer (UIE) agreement, non-ties
     decision_margin: float = 0.0
 

@@ -191,7 +191,20 @@ def validate_real_text(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpo
         if min(result["min_cosine"], result["batched_min_cosine"]) < tol.min_cosine:
             report.failures.append(f"{where}: min cosine {min(result['min_cosine'], result['batched_min_cosine']):.5f}"
                                    f" < {tol.min_cosine:g}")
-        if result["alone_vs_batched_min_cosine"] < tol.batch_invariance:
+        if pointers:
+            # UIE's answer is its spans: every clear pointer decision must be the same alone and
+            # batched. Its logits may drift by a quantisation step that float rounding flipped (the
+            # padded softmax sums in another order; measured, loadtest/RESULTS.md): reported, and held
+            # to the fidelity floor, not to float rounding.
+            result["alone_vs_batched"] = same = _agreement(alone, batched, name, tol.decision_margin, pointers)
+            if same["agreement"] < 1.0:
+                report.failures.append(
+                    f"{where}: alone vs batched, {round((1 - same['agreement']) * same['decisions'])} of "
+                    f"{same['decisions']} clear pointer decisions differ: the spans depend on what shares the batch")
+            if result["alone_vs_batched_min_cosine"] < tol.min_cosine:
+                report.failures.append(f"{where}: the same row alone and in a padded batch differ (min cosine "
+                                       f"{result['alone_vs_batched_min_cosine']:.7f} < {tol.min_cosine:g})")
+        elif result["alone_vs_batched_min_cosine"] < tol.batch_invariance:
             report.failures.append(f"{where}: the same row alone and in a padded batch differ (min cosine "
                                    f"{result['alone_vs_batched_min_cosine']:.7f} < {tol.batch_invariance:g}): "
                                    "the answer depends on what shares the batch")
