@@ -170,8 +170,8 @@ def paired_summary(pairs: list[tuple[float, float]], *, resamples: int = 2000, s
 
 def paired_one_client(url: str, ref: InProcess, rows: list[dict], model: str, seconds: float,
                       minimum: int | None = None, protocol: str = "grpc") -> dict:
-    """One client on the same texts: each request is sent to the server (gRPC, one at a time, the
-    way a user's client does) and run in process right before or after (alternating), for
+    """One client on the same texts: each request is sent to the server (one at a time, the way a
+    user's client does) and run in process right before or after (alternating), for
     ``seconds`` and at least ``minimum`` requests (default: one whole pass over ``rows``, so every
     text weighs once; a 6 s window of zero-shot measured its first 20 texts only). The p50 of the
     per-text differences is the serving path's cost at one client; it does not depend on which texts

@@ -74,6 +74,7 @@ def test_one_client_pairs_cover_every_text_and_say_how_sure_the_p50_is(monkeypat
     assert many["delta_p50_ci95_ms"][1] - many["delta_p50_ci95_ms"][0] < \
         (few["delta_p50_ci95_ms"][1] - few["delta_p50_ci95_ms"][0]) / 2
 
+
 def test_one_client_pairs_are_measured_over_grpc_and_http(monkeypatch):
     """Triton's HTTP frontend answers a small request ~0.3 ms sooner than its gRPC one (measured on the
     CPU, loopback): the one-client figure depends on the protocol, so the bench pairs each and says
