@@ -25,12 +25,28 @@ class Runner(Protocol):
     def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]: ...
 
 
+# ONNX Runtime releases whose CPU SkipLayerNormalization kernel is slower than the LayerNormalization
+# and Add it fuses (loadtest/RESULTS.md, "INT8 on the CPU: the fused layer norm of ONNX Runtime 1.30"):
+# the INT8 MiniLM's 12 fused nodes took ~70 ms per pass in 1.30.0 and 1.31.1 (single thread: 126 ms;
+# not a threading effect) against 17-20 ms in 1.19.2-1.29.0, whose unfused LayerNormalization is
+# the slower one (19-76 ms). Fusion is left to ORT below this release, turned off from it.
+SLOW_CPU_SKIP_LAYER_NORM_SINCE = (1, 30)
+
+
+def cpu_disabled_optimizers(version: str) -> list[str]:
+    """ORT graph optimizers to turn off for a CPU session of ONNX Runtime ``version``."""
+    major, minor = (int(part) for part in version.split(".")[:2])
+    return ["SkipLayerNormFusion"] if (major, minor) >= SLOW_CPU_SKIP_LAYER_NORM_SINCE else []
+
+
 def _want_cuda(device: str) -> bool:
     return device in ("auto", "cuda") and os.environ.get("CUDA_VISIBLE_DEVICES", "0") not in ("", "-1")
 
 
 class OrtRunner:
-    def __init__(self, path: Path, *, device: str = "auto", intra_op_threads: int = 0, allow_spinning: bool = False):
+    def __init__(self, path: Path, *, device: str = "auto", intra_op_threads: int = 0, allow_spinning: bool = False,
+                 optimized_model_path: Path | None = None):
+        """``optimized_model_path``: also write the graph ONNX Runtime runs, after its fusions."""
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -42,10 +58,15 @@ class OrtRunner:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if allow_spinning else "0")
         options.add_session_config_entry("session.inter_op.allow_spinning", "1" if allow_spinning else "0")
         options.log_severity_level = 3
+        if optimized_model_path is not None:
+            options.optimized_model_filepath = str(optimized_model_path)
         providers = ["CPUExecutionProvider"]
+        disabled = cpu_disabled_optimizers(ort.__version__)
         if _want_cuda(device) and "CUDAExecutionProvider" in ort.get_available_providers():
             providers.insert(0, "CUDAExecutionProvider")
-        self.session = ort.InferenceSession(str(path), options, providers=providers)
+            disabled = []  # the CUDA kernels are what the FP16 graph was fused for
+        self.session = ort.InferenceSession(str(path), options, providers=providers,
+                                            disabled_optimizers=disabled or None)
         self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
         if device == "cuda" and self.device != "cuda":
             raise RuntimeError(f"{path}: device=cuda asked for, but ONNX Runtime has no working CUDA provider")

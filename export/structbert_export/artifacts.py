@@ -83,23 +83,28 @@ def export_onnx(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, ou
             _to_fp16(_optimize_bert(raw, checkpoint), out, FP32_SCOPES.get(spec.family, ()))
         else:
             recipe = recipe or DEFAULT_RECIPE
-            _quantize_int8(_optimize_bert(raw, checkpoint, fuse_attention=recipe.fuse_attention), out, spec,
+            _quantize_int8(_optimize_bert(raw, checkpoint, fuse_attention=recipe.fuse_attention,
+                                          fuse_skip_layer_norm=False), out, spec,
                            checkpoint, recipe)
     finally:
         raw.unlink(missing_ok=True)
     return out
 
 
-def _optimize_bert(raw: Path, checkpoint: Checkpoint, *, fuse_attention: bool = True):
+def _optimize_bert(raw: Path, checkpoint: Checkpoint, *, fuse_attention: bool = True,
+                   fuse_skip_layer_norm: bool = True):
     """ORT's BERT fusions (Attention, EmbedLayerNormalization, SkipLayerNormalization, BiasGelu).
     ``fuse_attention=False`` keeps the Q/K/V projections plain MatMuls (static INT8 quantises them;
-    the fused Attention op has no static INT8 kernel)."""
+    the fused Attention op has no static INT8 kernel). ``fuse_skip_layer_norm=False`` leaves Add +
+    LayerNormalization for the runtime that serves the CPU artifact to fuse or not: which of the two
+    CPU kernels is faster changed between ONNX Runtime releases (``runtime.cpu_disabled_optimizers``)."""
     from onnxruntime.transformers.fusion_options import FusionOptions
     from onnxruntime.transformers.optimizer import optimize_model
 
     config = checkpoint.config
     options = FusionOptions("bert")
     options.enable_attention = fuse_attention
+    options.enable_skip_layer_norm = fuse_skip_layer_norm
     with step("fusing BERT subgraphs (ONNX Runtime transformer optimizer)"):
         optimized = optimize_model(
             str(raw), model_type="bert", num_heads=config.num_attention_heads, hidden_size=config.hidden_size,

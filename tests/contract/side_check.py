@@ -3,7 +3,7 @@ that environment's ``tritonclient`` model_config proto, and run ONNX artifacts w
 
     python side_check.py < job.json > result.json
 
-job: ``{"configs": [path, ...], "onnx": [{"model": path, "feeds": npz, "out": npz}, ...]}``
+job: ``{"configs": [path, ...], "onnx": [{"model": path, "feeds": npz, "out": npz, "optimized"?: path}, ...]}``
 result: ``{"versions": {...}, "configs": {path: null | error}, "onnx": {model: null | error}}``
 """
 
@@ -38,6 +38,8 @@ def run_onnx(jobs: list[dict]) -> dict[str, str | None]:
         try:
             options = ort.SessionOptions()
             options.intra_op_num_threads = 1
+            if job.get("optimized"):  # the graph this runtime runs, after its own fusions
+                options.optimized_model_filepath = job["optimized"]
             session = ort.InferenceSession(job["model"], options, providers=["CPUExecutionProvider"])
             feeds = dict(np.load(job["feeds"]))
             names = [o.name for o in session.get_outputs()]
