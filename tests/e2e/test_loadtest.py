@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -94,6 +95,19 @@ def test_overhead_perf_analyzer_window_with_a_relative_out_dir(tiny_server, tmp_
     window = served_window_perf_analyzer(tiny_server.grpc_url, "text_embedding", 1, 1.0, Path("out"))
     assert window["client"] == "perf_analyzer" and window["rps"] > 0
     assert list(Path("out").glob("pa-text_embedding-1.csv"))
+
+
+def test_overhead_perf_analyzer_windows_last_the_seconds_asked_for(tiny_server, tmp_path):
+    """In ``count_windows`` mode perf_analyzer ignores ``--measurement-interval``: the overhead and
+    INT8 benches' "6 s" windows ended after their 40-128 requests (MiniLM at 16 clients: ~0.6 s),
+    three short windows per cell where the in-process side ran whole seconds."""
+    from structbert_bench.overhead import served_window_perf_analyzer
+
+    seconds = 1.5
+    start = time.perf_counter()
+    window = served_window_perf_analyzer(tiny_server.grpc_url, "text_embedding", 2, seconds, tmp_path)
+    assert time.perf_counter() - start >= 3 * seconds  # three measured windows (stability is not asked for)
+    assert window["rps"] > 0
 
 
 @pytest.mark.slow
