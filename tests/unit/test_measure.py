@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import pytest
 
 from structbert_bench.measure import cpu_times, steal_pct
 
@@ -153,3 +156,15 @@ def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
             assert call(("你好",))["data"][0]["embedding"] == [1.0]
     finally:
         server.shutdown()
+
+
+def test_int8_speed_serves_prebuilt_repositories_fp32_first():
+    from structbert_bench.int8_speed import parse_repos
+
+    assert parse_repos([]) == {}
+    repos = parse_repos(["int8=build/b", "int8_before=build/c", "fp32=build/a"])
+    assert list(repos) == ["fp32", "int8", "int8_before"] and repos["fp32"] == Path("build/a")
+    with pytest.raises(SystemExit, match="NAME=PATH"):
+        parse_repos(["build/a"])
+    with pytest.raises(SystemExit, match="fp32 and an int8"):
+        parse_repos(["int8=build/b"])
