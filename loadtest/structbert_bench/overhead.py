@@ -50,6 +50,9 @@ PERF_INPUTS = ROOT / "loadtest" / "perf_analyzer"
 # issue 16's CPU targets: (p50 slack at one client in ms, throughput share at 8 and at 32 clients)
 P50_SLACK_MS = 2.0
 THROUGHPUT_TARGETS = {8: 0.90, 32: 0.95}
+# perf_analyzer (exit 3) when a window ends before any request completed in it
+NO_REQUESTS_IN_WINDOW = "No valid requests recorded within time interval"
+MAX_WINDOW_MS = 180_000  # three windows of it stay inside the 900 s subprocess limit
 
 
 def payload_rows(model: str, n: int | None = None) -> list[dict[str, str]]:
@@ -234,21 +237,33 @@ def perf_analyzer_available() -> bool:
 def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, seconds: float, work: Path) -> dict:
     """perf_analyzer at one concurrency: throughput and latency percentiles (client side, ms), over
     three windows of ``seconds`` each (time windows: in ``count_windows`` mode perf_analyzer ignores
-    the interval and a window ended after its 40-128 requests, ~0.6 s for MiniLM at 16 clients)."""
+    the interval and a window ended after its 40-128 requests, ~0.6 s for MiniLM at 16 clients).
+    A window in which no request completed (a batch of slow requests outlasting it: perf_analyzer
+    exits 3) is doubled and measured again; ``window_s`` says which window the figures are from."""
     csv_path = (work / f"pa-{model}-{concurrency}.csv").resolve()  # perf_analyzer runs in the repository root
-    csv_path.unlink(missing_ok=True)
-    cmd = ["bash", str(ROOT / "loadtest" / "perf_analyzer.sh"), model, grpc_url,
-           "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-mode", "time_windows",
-           "--measurement-interval", str(int(seconds * 1000)), "--stability-percentage", "1000", "--max-trials", "3",
-           "-f", str(csv_path)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
-    if proc.returncode != 0 or not csv_path.is_file():
-        raise RuntimeError(f"perf_analyzer failed ({proc.returncode}):\n{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+    interval_ms = max(1, int(seconds * 1000))
+    while True:
+        csv_path.unlink(missing_ok=True)
+        cmd = ["bash", str(ROOT / "loadtest" / "perf_analyzer.sh"), model, grpc_url,
+               "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-mode", "time_windows",
+               "--measurement-interval", str(interval_ms), "--stability-percentage", "1000", "--max-trials", "3",
+               "-f", str(csv_path)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
+        if proc.returncode == 0 and csv_path.is_file():
+            break
+        empty = NO_REQUESTS_IN_WINDOW in proc.stdout + proc.stderr
+        if not empty or interval_ms * 2 > MAX_WINDOW_MS:
+            raise RuntimeError(f"perf_analyzer failed ({proc.returncode}, {interval_ms} ms windows):\n"
+                               f"{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
+        log.warning("%s at %d clients: no request completed in a %d ms window; measuring %d ms windows",
+                    model, concurrency, interval_ms, interval_ms * 2)
+        interval_ms *= 2
     row = next(csv.DictReader(csv_path.open()))
     ms = {k: round(float(v) / 1000, 2) for k, v in row.items() if k not in ("Concurrency", "Inferences/Second")}
     return {"rps": round(float(row["Inferences/Second"]), 2), "p50_ms": ms["p50 latency"],
             "p95_ms": ms["p95 latency"], "p99_ms": ms["p99 latency"], "server_queue_ms": ms["Server Queue"],
-            "server_compute_ms": ms["Server Compute Infer"], "errors": 0, "client": "perf_analyzer"}
+            "server_compute_ms": ms["Server Compute Infer"], "errors": 0, "client": "perf_analyzer",
+            "window_s": interval_ms / 1000}
 
 
 def served_window_sdk(grpc_url: str, workload: str, concurrency: int, seconds: float) -> dict:

@@ -110,6 +110,18 @@ def test_overhead_perf_analyzer_windows_last_the_seconds_asked_for(tiny_server, 
     assert window["rps"] > 0
 
 
+
+def test_overhead_perf_analyzer_window_grows_until_requests_complete_in_it(tiny_server, tmp_path):
+    """A window shorter than one request: perf_analyzer exits 3 ("No valid requests recorded within
+    time interval"). The INT8 bench hit it on synthetic base zero-shot FP32 at 16 clients (a batch of
+    16 texts x 10 labels took longer than the 10 s window) and stopped. The window doubles until
+    requests complete in it, and the result says which window was measured."""
+    from structbert_bench.overhead import served_window_perf_analyzer
+
+    window = served_window_perf_analyzer(tiny_server.grpc_url, "zero_shot_classification", 1, 0.001, tmp_path)
+    assert window["rps"] > 0
+    assert window["window_s"] > 0.001
+
 @pytest.mark.slow
 def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
     """The bench command end to end on a tiny repository: baseline (on the repository's own
