@@ -26,6 +26,7 @@ import argparse
 import csv
 import json
 import logging
+import math
 import os
 import statistics
 import subprocess
@@ -53,6 +54,9 @@ THROUGHPUT_TARGETS = {8: 0.90, 32: 0.95}
 # perf_analyzer (exit 3) when a window ends before any request completed in it
 NO_REQUESTS_IN_WINDOW = "No valid requests recorded within time interval"
 MAX_WINDOW_MS = 180_000  # three windows of it stay inside the 900 s subprocess limit
+# server batches a served measurement must hold (+-1 batch is < 2 %), and how much longer it may grow for it
+MIN_BATCHES = 60
+MAX_STRETCH = 8
 
 
 def payload_rows(model: str, n: int | None = None) -> list[dict[str, str]]:
@@ -152,7 +156,7 @@ def in_process_window(run: Callable[[list], object], rows: list[dict], batch: in
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds([os.getpid()]) - cpu0
     stats = summarise(latencies, 0, elapsed).as_dict()
-    stats.update(rps=round(done / elapsed, 2), batch=batch, cpu_s=round(cpu, 2),
+    stats.update(rps=round(done / elapsed, 2), batch=batch, seconds=round(elapsed, 2), cpu_s=round(cpu, 2),
                  per_cpu_s=round(done / cpu, 2) if cpu else None)
     return stats
 
@@ -278,24 +282,38 @@ def served_window_sdk(grpc_url: str, workload: str, concurrency: int, seconds: f
 
 
 def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload: str, c: int, seconds: float,
-                 out: Path, use_pa: bool) -> dict:
+                 out: Path, use_pa: bool, min_batches: int = MIN_BATCHES) -> dict:
     """One served window at ``c`` clients, then the in-process reference at the batch size the server
-    formed in it (Triton's statistics), with each side's requests per CPU-second."""
-    n0, e0 = model_stats(server.http_url, model)
-    tree = process_tree(server.process.pid)
-    cpu0 = cpu_seconds(tree)
-    with CpuSteal() as served_steal:
-        served = (served_window_perf_analyzer(server.grpc_url, model, c, seconds, out) if use_pa
-                  else served_window_sdk(server.grpc_url, workload, c, seconds))
-    cpu = cpu_seconds(tree) - cpu0
-    n1, e1 = model_stats(server.http_url, model)
-    formed = (n1 - n0) / max(1, e1 - e0)
+    formed in it (Triton's statistics), with each side's requests per CPU-second. A served window that
+    held fewer than ``min_batches`` server batches (slow batches: its throughput moves by a whole batch
+    with where its edges fall) is measured again, up to ``MAX_STRETCH`` x longer, and the in-process
+    side runs as long."""
+
+    def served_window(window: float) -> tuple[dict, int, int, float]:
+        n0, e0 = model_stats(server.http_url, model)
+        tree = process_tree(server.process.pid)
+        cpu0 = cpu_seconds(tree)
+        with CpuSteal() as steal:
+            served = (served_window_perf_analyzer(server.grpc_url, model, c, window, out) if use_pa
+                      else {**served_window_sdk(server.grpc_url, workload, c, window), "window_s": window})
+        served["steal_pct"] = steal.pct
+        n1, e1 = model_stats(server.http_url, model)
+        return served, n1 - n0, e1 - e0, cpu_seconds(tree) - cpu0
+
+    window = seconds
+    served, requests, batches, cpu = served_window(window)
+    stretch = min(MAX_STRETCH, math.ceil(min_batches / max(1, batches)))
+    if stretch > 1:
+        log.warning("%s at %d clients: %d server batches in %.1f s windows (want %d): measuring %.1f s windows",
+                    model, c, batches, window, min_batches, window * stretch)
+        window *= stretch
+        served, requests, batches, cpu = served_window(window)
+    formed = requests / max(1, batches)
     # requests per CPU-second of the server (tritonserver + stubs) over every request the window
     # served (perf_analyzer's warm-up trials included); neither the client's CPU nor a neighbour's
-    served.update(cpu_s=round(cpu, 2), per_cpu_s=round((n1 - n0) / cpu, 2) if cpu else None,
-                  steal_pct=served_steal.pct)
+    served.update(cpu_s=round(cpu, 2), per_cpu_s=round(requests / cpu, 2) if cpu else None, batches=batches)
     with CpuSteal() as local_steal:
-        local = in_process_window(ref, rows, max(1, round(formed)), seconds)
+        local = in_process_window(ref, rows, max(1, round(formed)), window)
     local["steal_pct"] = local_steal.pct
     paired = paired_one_client(server.grpc_url, ref, rows, model, seconds) if c == 1 else None
     paired_http = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="http") if c == 1 else None
@@ -394,7 +412,8 @@ def rss_by_process(pid: int) -> dict[str, float]:
 def markdown(results: dict) -> str:
     lines = [f"# Serving overhead: {results['date']}", "", f"- command: `{results['command']}`",
              f"- machine: {results['machine']['summary']}", f"- repository: {results['repository']}",
-             f"- served through: {results['client']}; {results['seconds']} s per window, {results['rounds']} "
+             f"- served through: {results['client']}; {results['seconds']} s per window (longer where the served windows "
+             f"held fewer than {MIN_BATCHES} server batches), {results['rounds']} "
              "alternating served/in-process rounds per level",
              "- CPU steal: the share of CPU time the hypervisor gave to other guests during a window (a shared "
              "VM; where it is high, wall-clock figures are low for reasons outside this machine)",
@@ -404,7 +423,7 @@ def markdown(results: dict) -> str:
         unit = data["unit"]
         lines += [f"## {name} ({data['model']}): {data['description']}", "",
                   f"In-process reference: +{data['in_process_rss_mb']:.0f} MB RSS in the bench process.", "",
-                  f"| clients | round | server batch | served {unit}/s | served p50 / p95 / p99 ms | in-process {unit}/s "
+                  f"| clients | round | server batch (batches in the served windows) | served {unit}/s | served p50 / p95 / p99 ms | in-process {unit}/s "
                   "(same batch) | in-process p50 ms (per batch) | served / in-process | p50 served - in-process ms | "
                   f"{unit} per CPU-s served / in-process | CPU steal % served / in-process |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -414,7 +433,8 @@ def markdown(results: dict) -> str:
                     lines.append(f"| {level['concurrency']} | {k} | failed: {p['error'][:120]} | | | | | | | | |")
                     continue
                 s, i = p["served"], p["in_process"]
-                lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f} | {s['rps']:.1f} | "
+                held = f" ({s['batches']} in {s['window_s']:g} s windows)" if "batches" in s else ""
+                lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f}{held} | {s['rps']:.1f} | "
                              f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f} | {i['rps']:.1f} | "
                              f"{i['p50_ms']:.1f} | {p['throughput_ratio']:.3f} | {p['p50_delta_ms']:+.1f} | "
                              f"{s.get('per_cpu_s') or 0:.1f} / {i.get('per_cpu_s') or 0:.1f} | "
