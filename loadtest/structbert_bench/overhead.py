@@ -300,14 +300,14 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
         n1, e1 = model_stats(server.http_url, model)
         return served, n1 - n0, e1 - e0, cpu_seconds(tree) - cpu0
 
-    window = seconds
-    served, requests, batches, cpu = served_window(window)
+    served, requests, batches, cpu = served_window(seconds)
+    window = served["window_s"]  # perf_analyzer may have doubled it
     stretch = min(MAX_STRETCH, math.ceil(min_batches / max(1, batches)))
     if stretch > 1:
         log.warning("%s at %d clients: %d server batches in %.1f s windows (want %d): measuring %.1f s windows",
                     model, c, batches, window, min_batches, window * stretch)
-        window *= stretch
-        served, requests, batches, cpu = served_window(window)
+        served, requests, batches, cpu = served_window(window * stretch)
+        window = served["window_s"]
     formed = requests / max(1, batches)
     # requests per CPU-second of the server (tritonserver + stubs) over every request the window
     # served (perf_analyzer's warm-up trials included); neither the client's CPU nor a neighbour's
