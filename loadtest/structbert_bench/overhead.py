@@ -243,15 +243,21 @@ def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, sec
     three windows of ``seconds`` each (time windows: in ``count_windows`` mode perf_analyzer ignores
     the interval and a window ended after its 40-128 requests, ~0.6 s for MiniLM at 16 clients).
     A window in which no request completed (a batch of slow requests outlasting it: perf_analyzer
-    exits 3) is doubled and measured again; ``window_s`` says which window the figures are from."""
+    exits 3) is doubled and measured again; ``window_s`` says which window the figures are from.
+
+    ``rows``: the inputs of every request the measured windows counted, from perf_analyzer's profile
+    export. Its client i sends the texts i, i+c, i+2c, ... of the input file, so a window serves a
+    stretch of the file, not all of it; the in-process side runs these rows (``measure_pair``)."""
     csv_path = (work / f"pa-{model}-{concurrency}.csv").resolve()  # perf_analyzer runs in the repository root
+    export_path = csv_path.with_suffix(".json")
     interval_ms = max(1, int(seconds * 1000))
     while True:
         csv_path.unlink(missing_ok=True)
+        export_path.unlink(missing_ok=True)
         cmd = ["bash", str(ROOT / "loadtest" / "perf_analyzer.sh"), model, grpc_url,
                "--concurrency-range", f"{concurrency}:{concurrency}", "--measurement-mode", "time_windows",
                "--measurement-interval", str(interval_ms), "--stability-percentage", "1000", "--max-trials", "3",
-               "-f", str(csv_path)]
+               "-f", str(csv_path), "--profile-export-file", str(export_path)]
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
         if proc.returncode == 0 and csv_path.is_file():
             break
@@ -264,10 +270,19 @@ def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, sec
         interval_ms *= 2
     row = next(csv.DictReader(csv_path.open()))
     ms = {k: round(float(v) / 1000, 2) for k, v in row.items() if k not in ("Concurrency", "Inferences/Second")}
+    served = measured_rows(export_path)
     return {"rps": round(float(row["Inferences/Second"]), 2), "p50_ms": ms["p50 latency"],
             "p95_ms": ms["p95 latency"], "p99_ms": ms["p99 latency"], "server_queue_ms": ms["Server Queue"],
             "server_compute_ms": ms["Server Compute Infer"], "errors": 0, "client": "perf_analyzer",
-            "window_s": interval_ms / 1000}
+            "window_s": interval_ms / 1000, "texts": len(served), "rows": served}
+
+
+def measured_rows(export_path: Path) -> list[dict[str, str]]:
+    """The inputs of the requests perf_analyzer's measured windows counted (its profile export), in
+    the order they were sent; one dict of strings per request, as ``payload_rows`` gives them."""
+    export = json.loads(export_path.read_text())
+    requests = sorted((r for e in export["experiments"] for r in e["requests"]), key=lambda r: r["timestamp"])
+    return [{name: str(value) for name, value in r["request_inputs"].items()} for r in requests]
 
 
 def served_window_sdk(grpc_url: str, workload: str, concurrency: int, seconds: float) -> dict:
@@ -284,7 +299,8 @@ def served_window_sdk(grpc_url: str, workload: str, concurrency: int, seconds: f
 def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload: str, c: int, seconds: float,
                  out: Path, use_pa: bool, min_batches: int = MIN_BATCHES) -> dict:
     """One served window at ``c`` clients, then the in-process reference at the batch size the server
-    formed in it (Triton's statistics), with each side's requests per CPU-second. A served window that
+    formed in it (Triton's statistics) and on the texts the served windows measured (whole passes
+    over them), with each side's requests per CPU-second. A served window that
     held fewer than ``min_batches`` server batches (slow batches: its throughput moves by a whole batch
     with where its edges fall) is measured again, up to ``MAX_STRETCH`` x longer, and the in-process
     side runs as long."""
@@ -309,11 +325,13 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
         served, requests, batches, cpu = served_window(window * stretch)
         window = served["window_s"]
     formed = requests / max(1, batches)
+    # the texts the measured windows served (perf_analyzer), else the whole file (the SDK client cycles it)
+    measured = served.pop("rows", None) or rows
     # requests per CPU-second of the server (tritonserver + stubs) over every request the window
     # served (perf_analyzer's warm-up trials included); neither the client's CPU nor a neighbour's
     served.update(cpu_s=round(cpu, 2), per_cpu_s=round(requests / cpu, 2) if cpu else None, batches=batches)
     with CpuSteal() as local_steal:
-        local = in_process_window(ref, rows, max(1, round(formed)), window)
+        local = in_process_window(ref, measured, max(1, round(formed)), window)
     local["steal_pct"] = local_steal.pct
     paired = paired_one_client(server.grpc_url, ref, rows, model, seconds) if c == 1 else None
     paired_http = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="http") if c == 1 else None
@@ -415,6 +433,9 @@ def markdown(results: dict) -> str:
              f"- served through: {results['client']}; {results['seconds']} s per window (longer where the served windows "
              f"held fewer than {MIN_BATCHES} server batches), {results['rounds']} "
              "alternating served/in-process rounds per level",
+             "- in-process side: the texts the served windows measured (perf_analyzer's profile export; a window "
+             "serves a stretch of the input file, not all of it), whole passes over them, at the batch size the server "
+             "formed",
              "- CPU steal: the share of CPU time the hypervisor gave to other guests during a window (a shared "
              "VM; where it is high, wall-clock figures are low for reasons outside this machine)",
              f"- server peak RSS (tritonserver + stubs): {results['server_peak_rss_mb']:.0f} MB; by process: "
@@ -434,6 +455,8 @@ def markdown(results: dict) -> str:
                     continue
                 s, i = p["served"], p["in_process"]
                 held = f" ({s['batches']} in {s['window_s']:g} s windows)" if "batches" in s else ""
+                if s.get("texts"):
+                    held = held[:-1] + f"; {s['texts']} requests measured)"
                 lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f}{held} | {s['rps']:.1f} | "
                              f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f} | {i['rps']:.1f} | "
                              f"{i['p50_ms']:.1f} | {p['throughput_ratio']:.3f} | {p['p50_delta_ms']:+.1f} | "

@@ -136,6 +136,33 @@ def test_overhead_windows_stretch_until_they_hold_enough_batches(tiny_server, ti
     assert result["served"]["window_s"] > 0.3 and result["in_process"]["seconds"] > 0.3
     assert result["served"]["batches"] > 0
 
+
+def test_overhead_in_process_side_runs_the_texts_the_served_windows_measured(tiny_server, tiny_repo, tmp_path):
+    """perf_analyzer's client i sends the texts i, i+c, i+2c, ... of its input file, so a window serves a
+    stretch of the file, not all of it. Zero-shot's 200 reviews take 7-1200 ms each (the 3 longest: 15 %
+    of a pass): a 12-18 s window at 32 clients (~100-130 texts) moved +-15 % with the stretch it drew,
+    while the in-process side ran whole passes over all 200 (rounds 0.86-1.02 of one build). The
+    in-process side runs the texts perf_analyzer's profile export says the measured windows served."""
+    from collections import Counter
+
+    from structbert_bench.overhead import InProcess, measure_pair, payload_rows
+
+    ref = InProcess(tiny_repo, "zero_shot_classification")
+    ran: list[list[str]] = []
+
+    def recording(batch):
+        ran.append([row["TEXT"] for row in batch])
+        return ref(batch)
+
+    result = measure_pair(tiny_server, recording, payload_rows("zero_shot_classification"), "zero_shot_classification",
+                          "zero_shot", 2, 0.3, tmp_path, use_pa=True, min_batches=1)
+    export = json.loads((tmp_path / "pa-zero_shot_classification-2.json").read_text())
+    served = Counter(r["request_inputs"]["TEXT"] for e in export["experiments"] for r in e["requests"])
+    local = Counter(text for batch in ran[1:] for text in batch)  # ran[0]: the warm-up call
+    passes = max(local.values()) // max(served.values())
+    assert passes >= 1 and local == Counter({t: n * passes for t, n in served.items()}), (len(served), len(local))
+    assert result["served"]["texts"] == sum(served.values())
+
 @pytest.mark.slow
 def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
     """The bench command end to end on a tiny repository: baseline (on the repository's own
