@@ -205,3 +205,22 @@ def test_in_process_gpu_measurements_run_on_the_cpu(tmp_path, cache_root):
         assert all(v["passed"] for v in (pipeline["validation_fp16_vs_fp32"].values()
                                           if "encoder" in pipeline["validation_fp16_vs_fp32"]
                                           else [pipeline["validation_fp16_vs_fp32"]]))
+
+
+def test_overhead_one_client_pairs_perf_analyzers_latencies_with_the_same_texts_in_process(tiny_server, tiny_repo,
+                                                                                            tmp_path):
+    """Issue 16 measured one client's served p50 with a C load generator (11.6-12.7 ms; a sequential
+    Python client: 13.3 ms). The bench judged it on Python's tritonclient, whose own cost (0.7 ms per
+    request over gRPC, measured against Triton's statistics) counted as the serving path's. It is
+    judged on perf_analyzer's per-request latencies (its profile export), each paired with the
+    in-process time of the same text; the Python clients stay beside it."""
+    from structbert_bench.overhead import InProcess, measure_pair, payload_rows
+
+    ref = InProcess(tiny_repo, "text_embedding")
+    result = measure_pair(tiny_server, ref, payload_rows("text_embedding", 30), "text_embedding", "embedding",
+                          1, 0.3, tmp_path, use_pa=True, min_batches=1)
+    pa = result["paired_perf_analyzer"]
+    assert pa["protocol"] == "perf_analyzer" and pa["n"] == result["served"]["texts"] > 0
+    assert result["one_client_delta_ms"] == pa["delta_p50_ms"]
+    assert result["paired"]["protocol"] == "grpc" and result["paired_http"]["protocol"] == "http"
+    assert "rows" not in result["served"] and "latencies_s" not in result["served"]  # not dumped into the JSON

@@ -112,15 +112,18 @@ def test_one_client_pairs_are_measured_over_grpc_and_http(monkeypatch):
             "delta_p50_ci95_ms": [1.9, 2.1], "delta_mean_ms": 2.0}
     one = {"served": {"rps": 1, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1}, "in_process": {"rps": 1, "p50_ms": 1},
            "server_batch": 1.0, "throughput_ratio": 1.0, "p50_delta_ms": 0.0,
+           "paired_perf_analyzer": {**pair, "delta_p50_ms": 1.2, "protocol": "perf_analyzer"},
            "paired": {**pair, "protocol": "grpc"}, "paired_http": {**pair, "delta_p50_ms": 1.7, "protocol": "http"}}
     text = overhead.markdown({"date": "d", "command": "c", "machine": {"summary": "m"}, "repository": "r",
                               "client": "pa", "seconds": 1, "rounds": 1, "server_peak_rss_mb": 1,
                               "server_rss_by_process_mb": {}, "workloads": {"embedding": {
                                   "model": "text_embedding", "unit": "texts", "description": "d", "in_process_rss_mb": 1,
                                   "levels": [{"concurrency": 1, "rounds": [one], "median_throughput_ratio": 1.0,
-                                              "median_p50_delta_ms": 2.0, "median_p50_delta_http_ms": 1.7,
+                                              "median_p50_delta_ms": 1.2, "median_p50_delta_http_ms": 1.7,
+                                              "median_p50_delta_python_grpc_ms": 2.0,
                                               "target": "t", "met": True}]}}})
-    assert "| 1 | gRPC | 5 |" in text and "| 1 | HTTP | 5 |" in text and "+1.70" in text, text
+    assert "| 1 | perf_analyzer (C++, gRPC) | 5 |" in text and "| 1 | Python SDK, gRPC | 5 |" in text
+    assert "| 1 | Python SDK, HTTP | 5 |" in text and "+1.20 (Python gRPC +2.00, HTTP +1.70)" in text, text
 
 
 def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
