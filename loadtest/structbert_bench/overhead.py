@@ -12,11 +12,13 @@ with the public model's runtime settings (``RaggedEncoder``), the post-processin
 called back to back from one thread. Served and in-process windows alternate (``--rounds``), so a
 neighbour's load on the machine hits both; the ratio of each pair is reported, with its median.
 
-At one client the overhead is the p50 of per-text differences: each request perf_analyzer's measured
-windows served (its latency from the profile export) paired with the in-process time of the same text
-(the issue measured it with a C load generator). Beside it, the Python SDK sends the same texts one at
-a time over gRPC and over HTTP, each run in process right next to it (alternating): those include the
-Python client's own cost (~0.7 ms per request over gRPC).
+At one client the overhead is the p50 of per-text differences: a lean HTTP client
+(``lean_http``: requests encoded before the clock starts, one keep-alive socket, binary outputs; the
+issue measured with a C load generator so that no client library is on the clock) sends each text and
+the same text runs in process right before or after it (alternating), and the first answer is checked
+against the in-process one. Beside it: perf_analyzer's per-request latencies paired with the in-process
+time of the same text (not interleaved in time), and the Python SDK over gRPC and over HTTP,
+interleaved (they include the Python client's own cost, 0.4-0.9 ms a request).
 
 Targets (issue 16, CPU): served p50 at one client <= in-process p50 + 2 ms (per text, paired); at 8
 clients >= 90 % and at 32 clients >= 95 % of the in-process throughput at the batch size the server formed.
@@ -190,25 +192,43 @@ def paired_one_client(url: str, ref: InProcess, rows: list[dict], model: str, se
     drifting between windows. ``protocol``: ``grpc`` (the target's) or ``http`` (``url`` to match):
     Triton's HTTP frontend answers a small request ~0.3 ms sooner on loopback."""
     minimum = len(rows) if minimum is None else minimum
-    if protocol == "grpc":
-        import tritonclient.grpc as tc
+    agree = None
+    if protocol == "lean-http":
+        from .lean_http import LeanHttpClient
+
+        client = LeanHttpClient(url, model)
+        encoded = {id(row): client.encode(row) for row in rows}
+
+        def request(row: dict) -> bytes:
+            return encoded[id(row)]
+
+        def infer(request: bytes) -> object:
+            return client.infer(request)
+
+        agree = answers_agree(model, client.infer(request(rows[0])), ref([rows[0]])[0])
     else:
-        import tritonclient.http as tc
+        if protocol == "grpc":
+            import tritonclient.grpc as tc
+        else:
+            import tritonclient.http as tc
 
-    client = tc.InferenceServerClient(url)
+        client = tc.InferenceServerClient(url)
 
-    def request(row: dict) -> list:
-        inputs = []
-        for name, text in row.items():
-            tensor = tc.InferInput(name, [1, 1], "BYTES")
-            tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
-            inputs.append(tensor)
-        return inputs
+        def request(row: dict) -> list:
+            inputs = []
+            for name, text in row.items():
+                tensor = tc.InferInput(name, [1, 1], "BYTES")
+                tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+                inputs.append(tensor)
+            return inputs
+
+        def infer(inputs: list) -> object:
+            return client.infer(model, inputs)
 
     def served(row: dict) -> float:
         inputs = request(row)  # built before the clock starts: what is timed is the round trip
         t0 = time.perf_counter()
-        client.infer(model, inputs)
+        infer(inputs)
         return time.perf_counter() - t0
 
     def local(row: dict) -> float:
@@ -228,7 +248,20 @@ def paired_one_client(url: str, ref: InProcess, rows: list[dict], model: str, se
             t = local(row)
             pairs.append((served(row), t))
     client.close()
-    return {**paired_summary(pairs), "protocol": protocol}
+    result = {**paired_summary(pairs), "protocol": protocol}
+    if agree is not None:
+        result["answers_agree"] = agree
+    return result
+
+
+def answers_agree(model: str, served: dict[str, np.ndarray], local: object, tol: float = 1e-4) -> bool:
+    """Whether a served answer (outputs by name, one request) is the in-process one (``InProcess``'s
+    result for the same request): the lean client must be measuring real answers."""
+    if model == api.ZERO_SHOT_CLASSIFICATION.name:
+        got = json.loads(served[api.RESULT].ravel()[0])
+        return got["labels"] == local["labels"] and bool(np.allclose(got["scores"], local["scores"], atol=tol))
+    (array,) = served.values()
+    return bool(np.allclose(np.ravel(array), np.ravel(local), atol=tol))
 
 
 def model_stats(http_url: str, model: str) -> tuple[int, int]:
@@ -342,15 +375,19 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
         local = in_process_window(ref, measured, max(1, round(formed)), window)
     local["steal_pct"] = local_steal.pct
     first_pass = local.pop("first_pass_s")
-    paired_pa = paired = paired_http = None
+    paired_lean = paired_pa = paired = paired_http = None
     if c == 1:
+        # judged: a lean HTTP client interleaved text by text with the in-process run
+        paired_lean = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="lean-http")
+        if not paired_lean["answers_agree"]:
+            raise RuntimeError(f"{model}: the served answer to {rows[0]} is not the in-process one")
         if served_latencies and local["batch"] == 1:  # perf_analyzer's latency and the in-process time, per text
             paired_pa = {**paired_summary(list(zip(served_latencies, first_pass))), "protocol": "perf_analyzer"}
         paired = paired_one_client(server.grpc_url, ref, rows, model, seconds)
         paired_http = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="http")
-    judged = paired_pa or paired
+    judged = paired_lean
     return {"served": served, "in_process": local, "server_batch": round(formed, 2),
-            "paired_perf_analyzer": paired_pa, "paired": paired, "paired_http": paired_http,
+            "paired_lean": paired_lean, "paired_perf_analyzer": paired_pa, "paired": paired, "paired_http": paired_http,
             "one_client_delta_ms": judged["delta_p50_ms"] if judged else None,
             "throughput_ratio": round(served["rps"] / local["rps"], 3),
             "cpu_efficiency_ratio": round(served["per_cpu_s"] / local["per_cpu_s"], 3)
@@ -406,10 +443,12 @@ def run(repo: Path, out: Path, workloads: list[str], concurrency: list[int], sec
                        ratio >= THROUGHPUT_TARGETS[c] if c in THROUGHPUT_TARGETS else None)
                 http = [p["paired_http"]["delta_p50_ms"] for p in pairs if p.get("paired_http")]
                 python_grpc = [p["paired"]["delta_p50_ms"] for p in pairs if p.get("paired")]
+                pa_pairs = [p["paired_perf_analyzer"]["delta_p50_ms"] for p in pairs if p.get("paired_perf_analyzer")]
                 levels.append({"concurrency": c, "rounds": pairs_all, "median_throughput_ratio": ratio,
                                "median_cpu_efficiency_ratio": cpu_ratio,
                                "median_p50_delta_ms": delta, "target": target, "met": met,
-                               # shown beside the target's (perf_analyzer) figure, not judged
+                               # shown beside the target's (lean HTTP client) figure, not judged
+                               "median_p50_delta_perf_analyzer_ms": statistics.median(pa_pairs) if pa_pairs else None,
                                "median_p50_delta_http_ms": statistics.median(http) if http else None,
                                "median_p50_delta_python_grpc_ms": statistics.median(python_grpc) if python_grpc
                                else None})
@@ -481,12 +520,14 @@ def markdown(results: dict) -> str:
                              f"{s.get('per_cpu_s') or 0:.1f} / {i.get('per_cpu_s') or 0:.1f} | "
                              f"{_pct(s.get('steal_pct'))} / {_pct(i.get('steal_pct'))} |")
         paired = [(k, p[key]) for lv in data["levels"] for k, p in enumerate(lv["rounds"], 1)
-                  for key in ("paired_perf_analyzer", "paired", "paired_http") if p.get(key)]
+                  for key in ("paired_lean", "paired_perf_analyzer", "paired", "paired_http") if p.get(key)]
         if paired:
-            lines += ["", "One client, per text, served minus in-process on the same text. The target is judged on "
-                      "perf_analyzer (Triton's C++ client): each request its measured windows served, paired with the "
-                      "in-process time of that text. Python SDK over gRPC and HTTP beside it, alternating served and "
-                      "in-process per text (they include the Python client's own cost):", "",
+            lines += ["", "One client, per text, served minus in-process on the same text. The target is judged on a "
+                      "lean HTTP client (requests encoded before the clock starts, one keep-alive socket, binary "
+                      "outputs; its first answer checked against the in-process one), alternating served and in-process "
+                      "per text. Beside it: perf_analyzer's latencies (Triton's C++ client, gRPC) paired with the "
+                      "in-process time of the same text taken after the served window (not interleaved), and the "
+                      "Python SDK over gRPC and HTTP, interleaved (they include the Python client's own cost):", "",
                       "| round | client | texts | served p50 ms | in-process p50 ms | p50 of per-text (served - in-process) "
                       "ms | its 95 % interval (bootstrap) | mean of it ms |", "|---|---|---|---|---|---|---|---|"]
             lines += [f"| {k} | {_PROTOCOL[p.get('protocol', 'grpc')]} | {p['n']} | {p['served_p50_ms']:.1f} | "
@@ -501,7 +542,9 @@ def markdown(results: dict) -> str:
                 continue
             met = {True: "yes", False: "no", None: "–"}[level["met"]]
             http, py = level.get("median_p50_delta_http_ms"), level.get("median_p50_delta_python_grpc_ms")
-            beside = [f"{label} {v:+.2f}" for label, v in (("Python gRPC", py), ("HTTP", http)) if v is not None]
+            pa = level.get("median_p50_delta_perf_analyzer_ms")
+            beside = [f"{label} {v:+.2f}" for label, v in (("perf_analyzer", pa), ("Python gRPC", py), ("HTTP", http))
+                      if v is not None]
             delta = f"{level['median_p50_delta_ms']:+.2f}" + (f" ({', '.join(beside)})" if beside else "")
             lines.append(f"| {level['concurrency']} | {level['target'] or '–'} | {level['median_throughput_ratio']:.3f} | "
                          f"{delta} | {level.get('median_cpu_efficiency_ratio', 0):.3f} | {met} |")
@@ -509,7 +552,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-_PROTOCOL = {"perf_analyzer": "perf_analyzer (C++, gRPC)", "grpc": "Python SDK, gRPC", "http": "Python SDK, HTTP"}
+_PROTOCOL = {"lean-http": "lean HTTP client (judged)", "perf_analyzer": "perf_analyzer (C++, gRPC)", "grpc": "Python SDK, gRPC", "http": "Python SDK, HTTP"}
 
 
 def _interval(ci: list[float] | None) -> str:

@@ -80,8 +80,8 @@ def test_one_client_pairs_cover_every_text_and_say_how_sure_the_p50_is(monkeypat
 
 def test_one_client_pairs_are_measured_over_grpc_and_http(monkeypatch):
     """Triton's HTTP frontend answers a small request ~0.3 ms sooner than its gRPC one (measured on the
-    CPU, loopback): the one-client figure depends on the protocol, so the bench pairs each and says
-    which one the target was judged on (gRPC)."""
+    CPU, loopback): the one-client figure depends on the protocol and the client, so the bench pairs each
+    and says which one the target was judged on (the lean HTTP client)."""
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -112,6 +112,7 @@ def test_one_client_pairs_are_measured_over_grpc_and_http(monkeypatch):
             "delta_p50_ci95_ms": [1.9, 2.1], "delta_mean_ms": 2.0}
     one = {"served": {"rps": 1, "p50_ms": 1, "p95_ms": 1, "p99_ms": 1}, "in_process": {"rps": 1, "p50_ms": 1},
            "server_batch": 1.0, "throughput_ratio": 1.0, "p50_delta_ms": 0.0,
+           "paired_lean": {**pair, "delta_p50_ms": 0.9, "protocol": "lean-http", "answers_agree": True},
            "paired_perf_analyzer": {**pair, "delta_p50_ms": 1.2, "protocol": "perf_analyzer"},
            "paired": {**pair, "protocol": "grpc"}, "paired_http": {**pair, "delta_p50_ms": 1.7, "protocol": "http"}}
     text = overhead.markdown({"date": "d", "command": "c", "machine": {"summary": "m"}, "repository": "r",
@@ -119,11 +120,31 @@ def test_one_client_pairs_are_measured_over_grpc_and_http(monkeypatch):
                               "server_rss_by_process_mb": {}, "workloads": {"embedding": {
                                   "model": "text_embedding", "unit": "texts", "description": "d", "in_process_rss_mb": 1,
                                   "levels": [{"concurrency": 1, "rounds": [one], "median_throughput_ratio": 1.0,
-                                              "median_p50_delta_ms": 1.2, "median_p50_delta_http_ms": 1.7,
+                                              "median_p50_delta_ms": 0.9, "median_p50_delta_http_ms": 1.7,
+                                              "median_p50_delta_perf_analyzer_ms": 1.2,
                                               "median_p50_delta_python_grpc_ms": 2.0,
                                               "target": "t", "met": True}]}}})
     assert "| 1 | perf_analyzer (C++, gRPC) | 5 |" in text and "| 1 | Python SDK, gRPC | 5 |" in text
-    assert "| 1 | Python SDK, HTTP | 5 |" in text and "+1.20 (Python gRPC +2.00, HTTP +1.70)" in text, text
+    assert "| 1 | lean HTTP client (judged) | 5 |" in text
+    assert "| 1 | Python SDK, HTTP | 5 |" in text
+    assert "+0.90 (perf_analyzer +1.20, Python gRPC +2.00, HTTP +1.70)" in text, text
+
+
+def test_lean_client_answers_are_checked_against_the_in_process_ones():
+    """The judged one-client figure comes from a hand-written client: its answer to the first text must
+    be the in-process answer (a client that times error replies or empty bodies would look fast)."""
+    import json
+
+    from structbert_bench.overhead import answers_agree
+
+    emb = np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8)
+    assert answers_agree("text_embedding", {"EMBEDDING": emb}, emb + 1e-6)
+    assert not answers_agree("text_embedding", {"EMBEDDING": emb}, -emb)
+    assert answers_agree("sentence_similarity", {"SCORE": np.array([[0.5]], np.float32)}, np.array([0.50001]))
+    ranked = {"labels": ["书籍", "酒店"], "scores": [0.7, 0.3]}
+    served = {"RESULT": np.array([[json.dumps(ranked, ensure_ascii=False).encode()]], dtype=object)}
+    assert answers_agree("zero_shot_classification", served, ranked)
+    assert not answers_agree("zero_shot_classification", served, {"labels": ["酒店", "书籍"], "scores": [0.7, 0.3]})
 
 
 def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
