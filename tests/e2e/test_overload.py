@@ -41,7 +41,7 @@ def test_overload_is_answered_every_time(small_capacity_server, workload):
     items = payloads(workload, default_data_dir(), 500, seed=2)
     make = sdk_worker(server.grpc_url, "grpc", workload, timeout_s=30)
     for factor in (4, 16):
-        run = overload_run(make, items, workload=workload, clients=factor * CAPACITY, duration_s=4, deadline_s=30)
+        run = overload_run(make, items, workload=workload, clients=factor * CAPACITY, duration_s=2, deadline_s=30)
         print(f"\n{WORKLOADS[workload].model} x{factor} ({run.clients} clients): {run.ok} ok "
               f"(p99 {run.ok_p99_ms:.0f} ms), {run.refused} refused (p50 {run.refused_p50_ms:.0f} ms), "
               f"{run.other} other, {run.unanswered} unanswered, slowest answer {run.max_answer_ms:.0f} ms")
