@@ -67,7 +67,7 @@ def test_perf_analyzer_inputs_match_the_models(tiny_repo, model):
 def test_soak_short_variant(tiny_repo, tmp_path):
     from structbert_bench.soak import run_soak
 
-    report = run_soak(tiny_repo, tmp_path, seconds=12, users=2, sample_s=1.0, data_dir=DATA)
+    report = run_soak(tiny_repo, tmp_path, seconds=6, users=2, sample_s=1.0, data_dir=DATA)
     assert report["failures"] == 0 and report["requests"] > 10 and report["server_ready_after"]
     assert report["rss_mb_end"] > 0 and math.isfinite(report["rss_slope_mb_per_min_after_warmup"])
 
