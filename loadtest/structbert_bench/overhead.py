@@ -189,8 +189,9 @@ def paired_one_client(url: str, ref: InProcess, rows: list[dict], model: str, se
     text weighs once; a 6 s window of zero-shot measured its first 20 texts only). The p50 of the
     per-text differences is the serving path's cost at one client; it does not depend on which texts
     a window happened to draw (zero-shot's texts take 30-600 ms each) or on a neighbour's load
-    drifting between windows. ``protocol``: ``grpc`` (the target's) or ``http`` (``url`` to match):
-    Triton's HTTP frontend answers a small request ~0.3 ms sooner on loopback."""
+    drifting between windows. ``protocol`` (``url`` to match): ``lean-http`` (the target's: no client
+    library on the clock; the result says whether its first answer is the in-process one), or the Python
+    SDK over ``grpc`` or ``http`` (Triton's HTTP frontend answers a small request ~0.3 ms sooner on loopback)."""
     minimum = len(rows) if minimum is None else minimum
     agree = None
     if protocol == "lean-http":
@@ -385,10 +386,9 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
             paired_pa = {**paired_summary(list(zip(served_latencies, first_pass))), "protocol": "perf_analyzer"}
         paired = paired_one_client(server.grpc_url, ref, rows, model, seconds)
         paired_http = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="http")
-    judged = paired_lean
     return {"served": served, "in_process": local, "server_batch": round(formed, 2),
             "paired_lean": paired_lean, "paired_perf_analyzer": paired_pa, "paired": paired, "paired_http": paired_http,
-            "one_client_delta_ms": judged["delta_p50_ms"] if judged else None,
+            "one_client_delta_ms": paired_lean["delta_p50_ms"] if paired_lean else None,
             "throughput_ratio": round(served["rps"] / local["rps"], 3),
             "cpu_efficiency_ratio": round(served["per_cpu_s"] / local["per_cpu_s"], 3)
             if served["per_cpu_s"] and local["per_cpu_s"] else None,

@@ -250,11 +250,11 @@ def test_lean_http_client_gets_the_answers_tritonclient_gets(tiny_server, model)
                 tensor = httpclient.InferInput(name, [1, 1], "BYTES")
                 tensor.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
                 inputs.append(tensor)
-            expected = sdk.infer(model, inputs).get_response()
+            expected = sdk.infer(model, inputs)
             got = lean.infer(lean.encode(row))
-            assert set(got) == {o["name"] for o in expected["outputs"]}
-            for output in expected["outputs"]:
-                want = sdk.infer(model, inputs).as_numpy(output["name"])
+            assert set(got) == {o["name"] for o in expected.get_response()["outputs"]}
+            for output in expected.get_response()["outputs"]:
+                want = expected.as_numpy(output["name"])
                 assert got[output["name"]].shape == want.shape
                 if want.dtype == object:
                     assert got[output["name"]].tolist() == want.tolist()
