@@ -5,12 +5,13 @@ artifact run in this process, on the same texts, in one run.
         [--workloads embedding,similarity,zero_shot] [--concurrency 1,8,32] [--duration-s 6] [--rounds 2]
 
 For every concurrency level it drives the public model with ``perf_analyzer`` (Triton's C++ load
-generator, ``loadtest/perf_analyzer.sh``; falls back to SDK clients in several processes), reads from
-Triton's statistics (``/v2/models/<m>/stats``) the batch size the server formed, and then runs the
-**in-process reference** at that batch size: the public model's own tokenizer and the encoder artifact
-with the public model's runtime settings (``RaggedEncoder``), the post-processing of the pipeline,
-called back to back from one thread. Served and in-process windows alternate (``--rounds``), so a
-neighbour's load on the machine hits both; the ratio of each pair is reported, with its median.
+generator, ``loadtest/perf_analyzer.sh``; falls back to SDK clients in several processes), tells apart
+in its profile export the batches the server formed, and then **replays those batches in process**:
+the public model's own tokenizer and the encoder artifact with the public model's runtime settings
+(``RaggedEncoder``), the post-processing of the pipeline, called back to back from one thread, on the
+same texts in the same batches. The throughput ratio compares the served and the in-process time of
+the same batches. Served and in-process windows alternate (``--rounds``), so a neighbour's load on
+the machine hits both; the ratio of each pair is reported, with its median.
 
 At one client the overhead is the p50 of per-text differences: a lean HTTP client
 (``lean_http``: requests encoded before the clock starts, one keep-alive socket, binary outputs; the
@@ -21,7 +22,7 @@ time of the same text (not interleaved in time), and the Python SDK over gRPC an
 interleaved (they include the Python client's own cost, 0.4-0.9 ms a request).
 
 Targets (issue 16, CPU): served p50 at one client <= in-process p50 + 2 ms (per text, paired); at 8
-clients >= 90 % and at 32 clients >= 95 % of the in-process throughput at the batch size the server formed.
+clients >= 90 % and at 32 clients >= 95 % of the in-process throughput at the batch sizes the server forms.
 """
 
 from __future__ import annotations
@@ -167,6 +168,61 @@ def in_process_window(run: Callable[[list], object], rows: list[dict], batch: in
     return stats
 
 
+# the answers to one server batch reach perf_analyzer within ~1 ms of each other (a few up to 3 ms
+# on 2 loaded cores); the next batch's come tens of ms later or more
+BATCH_ANSWER_GAP_S = 0.003
+
+
+def server_batches(export_path: Path) -> list[dict]:
+    """The batches the server formed for the requests perf_analyzer's measured windows counted (its
+    profile export), in the order they were answered: ``rows`` (inputs, as ``payload_rows`` gives
+    them), ``latencies_s`` (send to answer, per request) and ``done_s`` (the last answer, on
+    perf_analyzer's clock). Answers at most ``BATCH_ANSWER_GAP_S`` apart belong to one batch, unless
+    the later request was sent after the batch's first answer arrived (then it cannot have shared it)."""
+    export = json.loads(export_path.read_text())
+    requests = sorted((r for e in export["experiments"] for r in e["requests"]),
+                      key=lambda r: r["response_timestamps"][-1])
+    batches: list[dict] = []
+    first = last = 0
+    for r in requests:
+        sent, answered = r["timestamp"], r["response_timestamps"][-1]
+        if not batches or answered - last > BATCH_ANSWER_GAP_S * 1e9 or sent > first:
+            batches.append({"rows": [], "latencies_s": []})
+            first = answered
+        last = answered
+        batches[-1]["rows"].append({name: str(value) for name, value in r["request_inputs"].items()})
+        batches[-1]["latencies_s"].append((answered - sent) / 1e9)
+        batches[-1]["done_s"] = answered / 1e9
+    return batches
+
+
+def replay_batches(run: Callable[[list], object], batches: list[dict]) -> dict:
+    """The in-process side at the batches the server formed: every served batch after the first, the
+    same texts in the same batches, back to back in the order the server answered them (the first
+    one warms up). Against it, the served rate over the same batches: their texts over the time from
+    the first batch's last answer to the last batch's (whole batches: no window edge cuts one).
+    ``first_pass_s``: each batch's in-process time, in order."""
+    run(batches[0]["rows"])
+    timed = batches[1:]
+    latencies = []
+    cpu0 = cpu_seconds([os.getpid()])
+    start = time.perf_counter()
+    for batch in timed:
+        t0 = time.perf_counter()
+        run(batch["rows"])
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    cpu = cpu_seconds([os.getpid()]) - cpu0
+    texts = sum(len(b["rows"]) for b in timed)
+    span = timed[-1]["done_s"] - batches[0]["done_s"]
+    stats = summarise(latencies, 0, elapsed).as_dict()
+    stats.update(rps=round(texts / elapsed, 2), texts=texts, batches=len(timed), batch=round(texts / len(timed), 2),
+                 seconds=round(elapsed, 2), cpu_s=round(cpu, 2), per_cpu_s=round(texts / cpu, 2) if cpu else None,
+                 served_rps=round(texts / span, 2) if span > 0 else None, served_seconds=round(span, 2),
+                 first_pass_s=latencies)
+    return stats
+
+
 def paired_summary(pairs: list[tuple[float, float]], *, resamples: int = 2000, seed: int = 0) -> dict:
     """(served s, in-process s) per text -> p50s in ms, the p50 and mean of the per-text differences,
     and a bootstrap 95 % interval of that p50 (whether a 2 ms target is decidable from these texts)."""
@@ -283,10 +339,10 @@ def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, sec
     A window in which no request completed (a batch of slow requests outlasting it: perf_analyzer
     exits 3) is doubled and measured again; ``window_s`` says which window the figures are from.
 
-    ``rows`` and ``latencies_s``: the inputs and latency of every request the measured windows counted,
-    from perf_analyzer's profile export. Its client i sends the texts i, i+c, i+2c, ... of the input
-    file, so a window serves a stretch of the file, not all of it; the in-process side runs these rows
-    (``measure_pair``)."""
+    ``formed``: the batches the server formed for the requests the measured windows counted
+    (:func:`server_batches`). perf_analyzer's client i sends the texts i, i+c, i+2c, ... of the input
+    file, so a window serves a stretch of the file, not all of it; the in-process side replays these
+    batches (``measure_pair``)."""
     csv_path = (work / f"pa-{model}-{concurrency}.csv").resolve()  # perf_analyzer runs in the repository root
     export_path = csv_path.with_suffix(".json")
     interval_ms = max(1, int(seconds * 1000))
@@ -309,21 +365,11 @@ def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, sec
         interval_ms *= 2
     row = next(csv.DictReader(csv_path.open()))
     ms = {k: round(float(v) / 1000, 2) for k, v in row.items() if k not in ("Concurrency", "Inferences/Second")}
-    served, latencies = measured_requests(export_path)
+    formed = server_batches(export_path)
     return {"rps": round(float(row["Inferences/Second"]), 2), "p50_ms": ms["p50 latency"],
             "p95_ms": ms["p95 latency"], "p99_ms": ms["p99 latency"], "server_queue_ms": ms["Server Queue"],
             "server_compute_ms": ms["Server Compute Infer"], "errors": 0, "client": "perf_analyzer",
-            "window_s": interval_ms / 1000, "texts": len(served), "rows": served, "latencies_s": latencies}
-
-
-def measured_requests(export_path: Path) -> tuple[list[dict[str, str]], list[float]]:
-    """The requests perf_analyzer's measured windows counted (its profile export), in the order they
-    were sent: their inputs (one dict of strings per request, as ``payload_rows`` gives them) and
-    their latencies in seconds (send to last response, on perf_analyzer's clock)."""
-    export = json.loads(export_path.read_text())
-    requests = sorted((r for e in export["experiments"] for r in e["requests"]), key=lambda r: r["timestamp"])
-    rows = [{name: str(value) for name, value in r["request_inputs"].items()} for r in requests]
-    return rows, [(r["response_timestamps"][-1] - r["timestamp"]) / 1e9 for r in requests]
+            "window_s": interval_ms / 1000, "texts": sum(len(b["rows"]) for b in formed), "formed": formed}
 
 
 def served_window_sdk(grpc_url: str, workload: str, concurrency: int, seconds: float) -> dict:
@@ -339,12 +385,13 @@ def served_window_sdk(grpc_url: str, workload: str, concurrency: int, seconds: f
 
 def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload: str, c: int, seconds: float,
                  out: Path, use_pa: bool, min_batches: int = MIN_BATCHES) -> dict:
-    """One served window at ``c`` clients, then the in-process reference at the batch size the server
-    formed in it (Triton's statistics) and on the texts the served windows measured (whole passes
-    over them), with each side's requests per CPU-second. A served window that
-    held fewer than ``min_batches`` server batches (slow batches: its throughput moves by a whole batch
-    with where its edges fall) is measured again, up to ``MAX_STRETCH`` x longer, and the in-process
-    side runs as long."""
+    """One served window at ``c`` clients, then the in-process reference on the same work: with
+    perf_analyzer, a replay of the batches the server formed for the requests its measured windows
+    counted (:func:`replay_batches`; the throughput ratio compares the served and in-process time of
+    the same batches); with the SDK client, whole passes over the texts at the mean batch size the
+    server formed (Triton's statistics). Each side's requests per CPU-second too. A served window
+    that held fewer than ``min_batches`` server batches is measured again, up to ``MAX_STRETCH`` x
+    longer."""
 
     def served_window(window: float) -> tuple[dict, int, int, float]:
         n0, e0 = model_stats(server.http_url, model)
@@ -366,30 +413,35 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
         served, requests, batches, cpu = served_window(window * stretch)
         window = served["window_s"]
     formed = requests / max(1, batches)
-    # the texts the measured windows served (perf_analyzer), else the whole file (the SDK client cycles it)
-    measured = served.pop("rows", None) or rows
-    served_latencies = served.pop("latencies_s", None)
+    served_batches = served.pop("formed", None)
     # requests per CPU-second of the server (tritonserver + stubs) over every request the window
     # served (perf_analyzer's warm-up trials included); neither the client's CPU nor a neighbour's
     served.update(cpu_s=round(cpu, 2), per_cpu_s=round(requests / cpu, 2) if cpu else None, batches=batches)
+    replayed = bool(served_batches) and len(served_batches) >= 3
     with CpuSteal() as local_steal:
-        local = in_process_window(ref, measured, max(1, round(formed)), window)
+        local = (replay_batches(ref, served_batches) if replayed
+                 else in_process_window(ref, rows, max(1, round(formed)), window))
     local["steal_pct"] = local_steal.pct
     first_pass = local.pop("first_pass_s")
+    served_rps = local.pop("served_rps", None) if replayed else served["rps"]
     paired_lean = paired_pa = paired = paired_http = None
     if c == 1:
         # judged: a lean HTTP client interleaved text by text with the in-process run
         paired_lean = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="lean-http")
         if not paired_lean["answers_agree"]:
             raise RuntimeError(f"{model}: the served answer to {rows[0]} is not the in-process one")
-        if served_latencies and local["batch"] == 1:  # perf_analyzer's latency and the in-process time, per text
-            paired_pa = {**paired_summary(list(zip(served_latencies, first_pass))), "protocol": "perf_analyzer"}
+        if replayed:  # perf_analyzer's latency and the in-process time, per text (one client: batches of one)
+            paired_pa = {**paired_summary([(b["latencies_s"][0], t) for b, t in zip(served_batches[1:], first_pass)
+                                           if len(b["rows"]) == 1]), "protocol": "perf_analyzer"}
         paired = paired_one_client(server.grpc_url, ref, rows, model, seconds)
         paired_http = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="http")
-    return {"served": served, "in_process": local, "server_batch": round(formed, 2),
+    return {"served": served, "in_process": local, "server_batch": round(formed, 2), "replayed": replayed,
+            "served_rps_whole_batches": served_rps if replayed else None,
             "paired_lean": paired_lean, "paired_perf_analyzer": paired_pa, "paired": paired, "paired_http": paired_http,
             "one_client_delta_ms": paired_lean["delta_p50_ms"] if paired_lean else None,
-            "throughput_ratio": round(served["rps"] / local["rps"], 3),
+            # judged: served and in-process time of the same batches (replayed), else the window's rate
+            "throughput_ratio": round(served_rps / local["rps"], 3) if served_rps else None,
+            "window_ratio": round(served["rps"] / local["rps"], 3),
             "cpu_efficiency_ratio": round(served["per_cpu_s"] / local["per_cpu_s"], 3)
             if served["per_cpu_s"] and local["per_cpu_s"] else None,
             "p50_delta_ms": round(served["p50_ms"] - local["p50_ms"], 2)}
@@ -490,9 +542,12 @@ def markdown(results: dict) -> str:
              f"- served through: {results['client']}; {results['seconds']} s per window (longer where the served windows "
              f"held fewer than {MIN_BATCHES} server batches), {results['rounds']} "
              "alternating served/in-process rounds per level",
-             "- in-process side: the texts the served windows measured (perf_analyzer's profile export; a window "
-             "serves a stretch of the input file, not all of it), whole passes over them, at the batch size the server "
-             "formed",
+             "- in-process side (perf_analyzer): a replay of the batches the server formed for the requests the "
+             "measured windows counted (told apart in perf_analyzer's profile export by when their answers arrived): "
+             "every batch after the first, the same texts in the same batches, in the order they were answered. "
+             "The ratio compares it with the served time of the same batches (from the first batch's answers to "
+             "the last's: whole batches, no window edge cuts one); perf_analyzer's own texts/s over its windows "
+             "is shown in brackets. With the SDK client: whole passes over the texts at the mean batch size",
              "- CPU steal: the share of CPU time the hypervisor gave to other guests during a window (a shared "
              "VM; where it is high, wall-clock figures are low for reasons outside this machine)",
              f"- server peak RSS (tritonserver + stubs): {results['server_peak_rss_mb']:.0f} MB; by process: "
@@ -501,8 +556,9 @@ def markdown(results: dict) -> str:
         unit = data["unit"]
         lines += [f"## {name} ({data['model']}): {data['description']}", "",
                   f"In-process reference: +{data['in_process_rss_mb']:.0f} MB RSS in the bench process.", "",
-                  f"| clients | round | server batch (batches in the served windows) | served {unit}/s | served p50 / p95 / p99 ms | in-process {unit}/s "
-                  "(same batch) | in-process p50 ms (per batch) | served / in-process | p50 served - in-process ms | "
+                  f"| clients | round | server batch (batches in the served windows) | served {unit}/s, whole batches "
+                  f"(perf_analyzer's windows) | served p50 / p95 / p99 ms | in-process {unit}/s "
+                  "(same batches) | in-process p50 ms (per batch) | served / in-process | p50 served - in-process ms | "
                   f"{unit} per CPU-s served / in-process | CPU steal % served / in-process |",
                   "|---|---|---|---|---|---|---|---|---|---|---|"]
         for level in data["levels"]:
@@ -514,7 +570,9 @@ def markdown(results: dict) -> str:
                 held = f" ({s['batches']} in {s['window_s']:g} s windows)" if "batches" in s else ""
                 if s.get("texts"):
                     held = held[:-1] + f"; {s['texts']} requests measured)"
-                lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f}{held} | {s['rps']:.1f} | "
+                rate = (f"{p['served_rps_whole_batches']:.1f} ({s['rps']:.1f})" if p.get("replayed")
+                        else f"{s['rps']:.1f}")
+                lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f}{held} | {rate} | "
                              f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f} | {i['rps']:.1f} | "
                              f"{i['p50_ms']:.1f} | {p['throughput_ratio']:.3f} | {p['p50_delta_ms']:+.1f} | "
                              f"{s.get('per_cpu_s') or 0:.1f} / {i.get('per_cpu_s') or 0:.1f} | "
@@ -577,14 +635,15 @@ def plot(results: dict, path: Path) -> None:
         cs = [lv["concurrency"] for lv in data["levels"]]
         ok = [[p for p in lv["rounds"] if "error" not in p] for lv in data["levels"]]
         cs = [c for c, rounds in zip(cs, ok) if rounds]
-        served = [np.median([p["served"]["rps"] for p in rounds]) for rounds in ok if rounds]
+        served = [np.median([p.get("served_rps_whole_batches") or p["served"]["rps"] for p in rounds])
+                  for rounds in ok if rounds]
         local = [np.median([p["in_process"]["rps"] for p in rounds]) for rounds in ok if rounds]
         line, = ax.plot(cs, served, marker="o", label=f"{name} served")
         ax.plot(cs, local, marker="x", linestyle="--", color=line.get_color(), label=f"{name} in process")
     ax.set_xscale("log", base=2)
     ax.set_xlabel("clients")
     ax.set_ylabel("requests/s")
-    ax.set_title("served vs in-process (same artifact, texts, batch)")
+    ax.set_title("served vs in-process (same artifact, texts, batches)")
     ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -137,15 +137,15 @@ def test_overhead_windows_stretch_until_they_hold_enough_batches(tiny_server, ti
     assert result["served"]["batches"] > 0
 
 
-def test_overhead_in_process_side_runs_the_texts_the_served_windows_measured(tiny_server, tiny_repo, tmp_path):
+def test_overhead_in_process_side_replays_the_batches_the_server_formed(tiny_server, tiny_repo, tmp_path):
     """perf_analyzer's client i sends the texts i, i+c, i+2c, ... of its input file, so a window serves a
-    stretch of the file, not all of it. Zero-shot's 200 reviews take 7-1200 ms each (the 3 longest: 15 %
-    of a pass): a 12-18 s window at 32 clients (~100-130 texts) moved +-15 % with the stretch it drew,
-    while the in-process side ran whole passes over all 200 (rounds 0.86-1.02 of one build). The
-    in-process side runs the texts perf_analyzer's profile export says the measured windows served."""
+    stretch of the file, not all of it (zero-shot's reviews take 7-1200 ms each); and at 32 clients the
+    server formed zero-shot batches of 1-32 texts around a mean of 12.6, which the in-process side ran
+    at that mean. It replays the batches the server formed for the requests the measured windows
+    counted: every text once, in the same batches, in the order they were answered."""
     from collections import Counter
 
-    from structbert_bench.overhead import InProcess, measure_pair, payload_rows
+    from structbert_bench.overhead import InProcess, measure_pair, payload_rows, server_batches
 
     ref = InProcess(tiny_repo, "zero_shot_classification")
     ran: list[list[str]] = []
@@ -155,13 +155,17 @@ def test_overhead_in_process_side_runs_the_texts_the_served_windows_measured(tin
         return ref(batch)
 
     result = measure_pair(tiny_server, recording, payload_rows("zero_shot_classification"), "zero_shot_classification",
-                          "zero_shot", 2, 0.3, tmp_path, use_pa=True, min_batches=1)
-    export = json.loads((tmp_path / "pa-zero_shot_classification-2.json").read_text())
+                          "zero_shot", 4, 0.3, tmp_path, use_pa=True, min_batches=1)
+    export_path = tmp_path / "pa-zero_shot_classification-4.json"
+    export = json.loads(export_path.read_text())
     served = Counter(r["request_inputs"]["TEXT"] for e in export["experiments"] for r in e["requests"])
-    local = Counter(text for batch in ran[1:] for text in batch)  # ran[0]: the warm-up call
-    passes = max(local.values()) // max(served.values())
-    assert passes >= 1 and local == Counter({t: n * passes for t, n in served.items()}), (len(served), len(local))
+    assert Counter(text for batch in ran for text in batch) == served  # ran[0]: the first batch, warming up
+    assert ran == [[row["TEXT"] for row in b["rows"]] for b in server_batches(export_path)]
+    assert result["replayed"] and result["in_process"]["batches"] == len(ran) - 1
     assert result["served"]["texts"] == sum(served.values())
+    assert result["served_rps_whole_batches"] > 0 and result["throughput_ratio"] > 0
+    # the batches told apart by their answers are about the ones Triton counted
+    assert max(map(len, ran)) > 1 and 0.6 < result["in_process"]["batch"] / result["server_batch"] < 1.6, result
 
 @pytest.mark.slow
 def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
@@ -226,7 +230,9 @@ def test_overhead_one_client_is_judged_on_a_lean_client_interleaved_with_the_sam
     assert lean["protocol"] == "lean-http" and lean["n"] >= len(rows) and lean["answers_agree"] is True
     assert result["one_client_delta_ms"] == lean["delta_p50_ms"]
     pa = result["paired_perf_analyzer"]
-    assert pa["protocol"] == "perf_analyzer" and pa["n"] == result["served"]["texts"] > 0
+    # one client: every request a batch of its own; the first warms the in-process side up
+    assert pa["protocol"] == "perf_analyzer" and pa["n"] == result["in_process"]["batches"] == result["served"]["texts"] - 1
+    assert result["in_process"]["batch"] == 1
     assert result["paired"]["protocol"] == "grpc" and result["paired_http"]["protocol"] == "http"
     assert "rows" not in result["served"] and "latencies_s" not in result["served"]  # not dumped into the JSON
 

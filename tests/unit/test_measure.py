@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -192,3 +193,43 @@ def test_int8_speed_serves_prebuilt_repositories_fp32_first():
         parse_repos(["build/a"])
     with pytest.raises(SystemExit, match="fp32 and an int8"):
         parse_repos(["int8=build/b"])
+
+
+def _request(text: str, sent_ms: float, answered_ms: float) -> dict:
+    return {"timestamp": int(sent_ms * 1e6), "response_timestamps": [int(answered_ms * 1e6)],
+            "request_inputs": {"TEXT": text}}
+
+
+def test_server_batches_are_told_apart_by_when_their_answers_arrived(tmp_path):
+    """The batches the server formed, from perf_analyzer's profile export: the answers to one batch
+    arrive within a few ms of each other (at most 3 ms apart), batches further apart; a request sent
+    after another's answer arrived cannot have shared its batch (one client: every request alone)."""
+    from structbert_bench.overhead import server_batches
+
+    requests = [_request("a", 0, 100), _request("b", 1, 100.4), _request("c", 2, 101.0),  # one batch
+                _request("d", 50, 300), _request("e", 120, 300.5),  # the next
+                _request("f", 300.2, 302.0)]  # sent after d's answer: alone, though 1.5 ms later
+    export = tmp_path / "pa.json"
+    export.write_text(json.dumps({"experiments": [{"requests": requests[3:]}, {"requests": requests[:3]}]}))
+    batches = server_batches(export)
+    assert [[r["TEXT"] for r in b["rows"]] for b in batches] == [["a", "b", "c"], ["d", "e"], ["f"]]
+    assert [b["done_s"] for b in batches] == [0.101, 0.3005, 0.302]
+    assert batches[1]["latencies_s"] == [0.25, 0.1805]
+
+
+def test_in_process_side_replays_the_batches_the_server_formed():
+    """Zero-shot at 32 clients: the server formed batches of 1-32 texts (mean 12.6); the in-process side
+    at the mean batch size measured a different workload, and perf_analyzer's window edges cut batches
+    of ~1.3 s (rounds 0.87-1.08 of one build). Replaying the served batches after the first (same
+    texts, same batches, in the order they were answered) against the served time from the first
+    batch's answers to the last's compares the same work: 0.956 / 0.966 / 0.978 in three rounds."""
+    from structbert_bench.overhead import replay_batches
+
+    batches = [{"rows": [{"TEXT": t} for t in texts], "done_s": done, "latencies_s": [0.1] * len(texts)}
+               for texts, done in ((["a"], 1.0), (["b", "c"], 2.0), (["d"], 2.5), (["e", "f", "g"], 4.0))]
+    ran = []
+    stats = replay_batches(lambda batch: ran.append([r["TEXT"] for r in batch]), batches)
+    assert ran == [["a"], ["b", "c"], ["d"], ["e", "f", "g"]]  # the first batch warms up, untimed
+    assert stats["served_rps"] == 2.0  # 6 texts from 1.0 s to 4.0 s
+    assert stats["texts"] == 6 and stats["batches"] == 3 and stats["batch"] == 2.0 and stats["rps"] > 0
+    assert len(stats["first_pass_s"]) == 3
