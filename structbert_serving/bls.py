@@ -25,7 +25,7 @@ from . import triton_io
 from .encoder import RaggedEncoder, encoder_from_params, token_input_specs, warm_up
 from .errors import InputError
 from .params import PipelineParams
-from .runtime import TakeTurns
+from .runtime import ExclusiveRunner
 from .texts import check_texts, decode_texts
 from .tokenization import Batch, TextTokenizer, bucket_length
 
@@ -90,14 +90,14 @@ def in_process_encoder(args: dict, settings: PipelineParams, outputs: Sequence[s
     """The encoder a public model runs itself (embedded flavour): the artifact named by
     ``encoder_artifact`` (relative to the model repository), set up from the ``encoder_*``
     runtime parameters export wrote from the encoder's own, and warmed up before the model is ready.
-    A batch runs in a turn shared by the model's instances (one computes at a time)."""
+    Runtime calls hold a lock shared by the model's instances (one computes at a time)."""
     path = Path(args["model_repository"]).parent / settings.encoder_artifact
     inputs = list(settings.encoder_inputs)
     encoder = encoder_from_params(path, input_names=inputs, output_names=outputs, runtime=settings.encoder,
                                   max_rows=max_rows, cpu_instance=args.get("model_instance_kind") == "CPU")
-    # the model's instances take turns on the runtime (runtime.TakeTurns: why two instances)
-    encoder.turns = TakeTurns(args["model_repository"], overlap_below_tokens=settings.encoder_overlap_below_tokens,
-                              device=encoder.runner.device)
+    # the model's instances take turns on the runtime (runtime.ExclusiveRunner: why two instances)
+    encoder.runner = ExclusiveRunner(encoder.runner, args["model_repository"],
+                                     overlap_below_tokens=settings.encoder_overlap_below_tokens)
     if settings.encoder.warmup:
         warm_up(encoder, token_input_specs(inputs))
     triton_io.log.info("%s runs %s in process on %s", args.get("model_name"), path.name, encoder.runner.device)

@@ -9,7 +9,6 @@ in chunks bounded by a token budget, each group padded to its own longest row in
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from .batching import gather_padded, plan_chunks
 from .errors import InputError
 from .params import DEFAULT_MAX_BATCH_TOKENS, TOKEN_NAMES, RuntimeParams
-from .runtime import Runner, TakeTurns, load_runner
+from .runtime import Runner, load_runner
 
 TOKEN_MASK = TOKEN_NAMES[1]
 
@@ -36,11 +35,8 @@ class RaggedEncoder:
     """Per-request tensors in ([n_i, L_i, ...] each), per-request outputs back, rows run in
     length-sorted chunks. Per-token outputs are cut back (or zero-padded) to each request's L_i."""
 
-    def __init__(self, runner: Runner, input_names: Sequence[str], settings: EncoderSettings | None = None,
-                 turns: TakeTurns | None = None):
-        """``turns``: the runtime is shared with other processes, and a batch runs in one turn."""
+    def __init__(self, runner: Runner, input_names: Sequence[str], settings: EncoderSettings | None = None):
         self.runner = runner
-        self.turns = turns
         self.input_names = list(input_names)
         self.settings = settings or EncoderSettings()
         groups = dict(self.settings.mask_groups)
@@ -78,22 +74,18 @@ class RaggedEncoder:
         lengths = {m: np.array([int(requests[r][m][i].sum()) for r, i in rows]) for m in self.masks}
         cost = sum(lengths.values())
         outputs: dict[str, list[np.ndarray | None]] = {}
-        chunks = plan_chunks(cost, max_tokens=self.settings.max_tokens, max_rows=self.settings.max_rows,
-                             max_padding=self.settings.max_padding)
-        widths = [{m: max(1, int(lengths[m][chunk].max())) for m in self.masks} for chunk in chunks]
-        first = self.groups.get(self.input_names[0])
-        tokens = sum(len(chunk) * (width[first] if first else 1) for chunk, width in zip(chunks, widths))
-        with self.turns.turn(tokens) if self.turns is not None else nullcontext():
-            for chunk, width in zip(chunks, widths):
-                feeds = {}
-                for name in self.input_names:
-                    picked = [requests[rows[j][0]][name][rows[j][1]] for j in chunk]
-                    mask = self.groups.get(name)
-                    feeds[name] = gather_padded(picked, width[mask]) if mask else np.stack(picked)
-                for name, value in self.runner.run(feeds).items():
-                    per_row = outputs.setdefault(name, [None] * len(rows))
-                    for k, j in enumerate(chunk):
-                        per_row[j] = value[k]
+        for chunk in plan_chunks(cost, max_tokens=self.settings.max_tokens, max_rows=self.settings.max_rows,
+                                 max_padding=self.settings.max_padding):
+            widths = {m: max(1, int(lengths[m][chunk].max())) for m in self.masks}
+            feeds = {}
+            for name in self.input_names:
+                picked = [requests[rows[j][0]][name][rows[j][1]] for j in chunk]
+                mask = self.groups.get(name)
+                feeds[name] = gather_padded(picked, widths[mask]) if mask else np.stack(picked)
+            for name, value in self.runner.run(feeds).items():
+                per_row = outputs.setdefault(name, [None] * len(rows))
+                for k, j in enumerate(chunk):
+                    per_row[j] = value[k]
         cursor = 0
         for r, feeds in enumerate(requests):
             if results[r] is not None:

@@ -21,7 +21,7 @@ from .uie import MAX_TEXT_TOKENS
 from .zero_shot import MAX_LABELS
 
 DEFAULT_MAX_BATCH_TOKENS = 16384  # padded tokens per runtime call on a CPU (a GPU takes more: export)
-DEFAULT_OVERLAP_BELOW_TOKENS = 512  # CPU batches smaller than this leave the runtime's threads partly idle (runtime.TakeTurns)
+DEFAULT_OVERLAP_BELOW_TOKENS = 512  # CPU batches smaller than this leave the runtime's threads partly idle (runtime.ExclusiveRunner)
 DEFAULT_MAX_LENGTH = 512
 TOKEN_NAMES = ("INPUT_IDS", "ATTENTION_MASK", "TOKEN_TYPE_IDS")  # a token encoder's inputs
 
@@ -171,7 +171,7 @@ class PipelineParams(Params):
     encoder_artifact: str = ""  # relative to the model repository
     encoder_inputs: tuple[str, ...] = TOKEN_NAMES
     # the instances take turns on the in-process runtime, except CPU batches under this many tokens,
-    # which may run beside each other (runtime.TakeTurns; 0: always one at a time)
+    # which may run beside each other (runtime.ExclusiveRunner; 0: always one at a time)
     encoder_overlap_below_tokens: int = DEFAULT_OVERLAP_BELOW_TOKENS
     encoder: RuntimeParams = field(default_factory=RuntimeParams, metadata={"prefix": "encoder_"})
 

@@ -10,8 +10,6 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -134,41 +132,40 @@ class TorchScriptRunner:
         return {n: t.float().cpu().numpy() for n, t in zip(self.output_names, out)}
 
 
-class TakeTurns:
-    """Runtime turns shared by processes: every process that holds a ``TakeTurns`` on the same
-    ``lock_path`` (an existing file or directory; ``flock`` on it) runs one batch at a time. The
-    instances of an embedded public model lock their model directory: Triton 2.51's batcher needs
-    an idle instance to hand the next batch to (it is not woken when a busy one frees up), and two
-    sessions running at once on the same cores only slow each other down. While one instance
-    computes, the other decodes, tokenises and answers.
+class ExclusiveRunner:
+    """A runner whose calls exclude each other across processes: every process that wraps a runner
+    with the same ``lock_path`` (an existing file or directory; ``flock`` on it) runs one call at a
+    time. The instances of an embedded public model lock their model directory: Triton 2.51's
+    batcher needs an idle instance to hand the next batch to (it is not woken when a busy one frees
+    up), and two sessions running at once on the same cores only slow each other down. While one
+    instance computes, the other decodes, tokenises and answers.
 
-    A turn covers a whole batch, all its length-sorted chunks (``RaggedEncoder.run``): two
-    processes alternating chunk by chunk ran zero-shot 6-7 % slower than one process on 2 cores
-    (loadtest/RESULTS.md, "one turn per batch").
+    Except small batches on the CPU: a call with fewer than ``overlap_below_tokens`` tokens (rows x
+    padded length of its first input) takes the lock shared, so two instances' small batches run at
+    once. ONNX Runtime keeps its threads busy only part of such a call (MiniLM, 2 cores: 1.5-1.7
+    cores at <= 128 tokens, 1.85-1.95 from 512), and one instance's small batch fills the other's
+    gaps; a large batch still runs alone. 0: every call exclusive."""
 
-    Except small batches on the CPU: a batch of fewer than ``overlap_below_tokens`` padded tokens
-    takes its turn shared, so two instances' small batches run at once. ONNX Runtime keeps its
-    threads busy only part of such a batch (MiniLM, 2 cores: 1.5-1.7 cores at <= 128 tokens,
-    1.85-1.95 from 512), and one instance's small batch fills the other's gaps; a large batch
-    still runs alone. 0, or a GPU ``device``: every batch alone."""
-
-    def __init__(self, lock_path: str | Path, *, overlap_below_tokens: int = 0, device: str = "cpu"):
+    def __init__(self, runner: Runner, lock_path: str | Path, *, overlap_below_tokens: int = 0):
+        self.runner = runner
         self.overlap_below_tokens = overlap_below_tokens
-        self.device = device
         self._fd = os.open(lock_path, os.O_RDONLY)
         self._threads = threading.Lock()  # flock does not exclude threads sharing one descriptor
 
-    def shared(self, tokens: int) -> bool:
-        """Whether a batch of ``tokens`` padded tokens may run beside another instance's."""
-        return self.device == "cpu" and 0 < tokens < self.overlap_below_tokens
+    def __getattr__(self, name: str):
+        return getattr(self.runner, name)
 
-    @contextmanager
-    def turn(self, tokens: int) -> Iterator[None]:
-        """Hold the runtime for one batch of ``tokens`` padded tokens."""
+    def shared(self, feeds: dict[str, np.ndarray]) -> bool:
+        """Whether this call may run beside another instance's (a small batch on the CPU)."""
+        if self.overlap_below_tokens <= 0 or self.runner.device != "cpu" or not feeds:
+            return False
+        return next(iter(feeds.values())).size < self.overlap_below_tokens
+
+    def run(self, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         with self._threads:
-            fcntl.flock(self._fd, fcntl.LOCK_SH if self.shared(tokens) else fcntl.LOCK_EX)
+            fcntl.flock(self._fd, fcntl.LOCK_SH if self.shared(feeds) else fcntl.LOCK_EX)
             try:
-                yield
+                return self.runner.run(feeds)
             finally:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 

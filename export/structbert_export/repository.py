@@ -46,7 +46,7 @@ class ServingOptions:
     # encoder's artifact in their own stub instead of calling the encoder model through BLS (one
     # stub round trip and two shared-memory copies less per batch; see loadtest/RESULTS.md)
     encoder_in_process: bool = True
-    # two instances, taking turns on the runtime (structbert_serving.runtime.TakeTurns): with a
+    # two instances, taking turns on the runtime (structbert_serving.runtime.ExclusiveRunner): with a
     # bounded queue, Triton 2.51's batcher hands a batch only to an idle instance and is not woken
     # when a busy one frees up, so with one instance requests that arrive while it computes can
     # sleep up to 500 ms (see compute_admission_batching; measured in loadtest/RESULTS.md)

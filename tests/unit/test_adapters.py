@@ -261,7 +261,7 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     stub (no BLS call), answer like the artifact run on each text alone, and still fail a bad request
     alone; the encoder model itself is lazy (loads on its first direct call)."""
     from structbert_export.tasks import ExportRequest, run_export
-    from structbert_serving.runtime import TakeTurns, load_runner
+    from structbert_serving.runtime import ExclusiveRunner, load_runner
     from structbert_serving.tokenization import TextTokenizer
 
     repo = tmp_path / "repo"
@@ -279,9 +279,9 @@ def test_embedded_public_models_run_their_encoder_in_process(pb, tmp_path, tiny_
     assert embed_config["dynamic_batching"]["default_queue_policy"]["max_queue_size"] == 256
     model = adapter("text_embedding")
     model.initialize(embed_args)
-    assert isinstance(model.local.turns, TakeTurns)
-    # small CPU batches of the two instances may overlap (runtime.TakeTurns.shared)
-    assert model.local.turns.overlap_below_tokens == int(embed_config["parameters"]["encoder_overlap_below_tokens"]
+    assert isinstance(model.local.runner, ExclusiveRunner)
+    # small CPU batches of the two instances may overlap (runtime.ExclusiveRunner.shared)
+    assert model.local.runner.overlap_below_tokens == int(embed_config["parameters"]["encoder_overlap_below_tokens"]
                                                               ["string_value"]) == 512
     # no coroutine: the stub would hand it to its event loop's thread and wait for it, every batch
     assert isinstance(model.execute([request(TEXT=texts("好"))]), list)
