@@ -423,7 +423,8 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
                  else in_process_window(ref, rows, max(1, round(formed)), window))
     local["steal_pct"] = local_steal.pct
     first_pass = local.pop("first_pass_s")
-    served_rps = local.pop("served_rps", None) if replayed else served["rps"]
+    whole_batches = local.pop("served_rps", None) if replayed else None
+    served_rps = whole_batches or served["rps"]
     paired_lean = paired_pa = paired = paired_http = None
     if c == 1:
         # judged: a lean HTTP client interleaved text by text with the in-process run
@@ -436,11 +437,11 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
         paired = paired_one_client(server.grpc_url, ref, rows, model, seconds)
         paired_http = paired_one_client(server.http_url, ref, rows, model, seconds, protocol="http")
     return {"served": served, "in_process": local, "server_batch": round(formed, 2), "replayed": replayed,
-            "served_rps_whole_batches": served_rps if replayed else None,
+            "served_rps_whole_batches": whole_batches,
             "paired_lean": paired_lean, "paired_perf_analyzer": paired_pa, "paired": paired, "paired_http": paired_http,
             "one_client_delta_ms": paired_lean["delta_p50_ms"] if paired_lean else None,
             # judged: served and in-process time of the same batches (replayed), else the window's rate
-            "throughput_ratio": round(served_rps / local["rps"], 3) if served_rps else None,
+            "throughput_ratio": round(served_rps / local["rps"], 3),
             "window_ratio": round(served["rps"] / local["rps"], 3),
             "cpu_efficiency_ratio": round(served["per_cpu_s"] / local["per_cpu_s"], 3)
             if served["per_cpu_s"] and local["per_cpu_s"] else None,
@@ -570,7 +571,7 @@ def markdown(results: dict) -> str:
                 held = f" ({s['batches']} in {s['window_s']:g} s windows)" if "batches" in s else ""
                 if s.get("texts"):
                     held = held[:-1] + f"; {s['texts']} requests measured)"
-                rate = (f"{p['served_rps_whole_batches']:.1f} ({s['rps']:.1f})" if p.get("replayed")
+                rate = (f"{p['served_rps_whole_batches']:.1f} ({s['rps']:.1f})" if p.get("served_rps_whole_batches")
                         else f"{s['rps']:.1f}")
                 lines.append(f"| {level['concurrency']} | {k} | {p['server_batch']:.2f}{held} | {rate} | "
                              f"{s['p50_ms']:.1f} / {s['p95_ms']:.1f} / {s['p99_ms']:.1f} | {i['rps']:.1f} | "
