@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -142,29 +142,41 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / tick
 
 
-def in_process_window(run: Callable[[list], object], rows: list[dict], batch: int, seconds: float) -> dict:
-    """Batches of ``batch`` requests back to back for at least ``seconds``, in **whole passes** over
-    ``rows`` (the last batch of a pass may be smaller), so every text weighs alike whatever the window
-    length: requests/s, per-batch latency, and requests per CPU-second of this process (what a shared
-    machine's neighbours cannot skew). ``first_pass_s``: each batch's latency in the first pass, in
-    the order of ``rows`` (at batch 1: one per row, to pair with the served latency of the same row)."""
+def _timed(run: Callable[[list], object], batches: Iterable[list]) -> tuple[dict, list[float]]:
+    """``batches`` run back to back: requests/s, per-batch latency, and requests per CPU-second of this
+    process (what a shared machine's neighbours cannot skew); and each batch's latency, in order."""
     latencies, done = [], 0
-    run(rows[:batch])
     cpu0 = cpu_seconds([os.getpid()])
     start = time.perf_counter()
-    while time.perf_counter() - start < seconds or len(latencies) < 3:
-        for i in range(0, len(rows), batch):  # one pass
-            chunk = rows[i:i + batch]
-            t0 = time.perf_counter()
-            run(chunk)
-            latencies.append(time.perf_counter() - t0)
-            done += len(chunk)
+    for batch in batches:
+        t0 = time.perf_counter()
+        run(batch)
+        latencies.append(time.perf_counter() - t0)
+        done += len(batch)
     elapsed = time.perf_counter() - start
     cpu = cpu_seconds([os.getpid()]) - cpu0
     stats = summarise(latencies, 0, elapsed).as_dict()
-    stats.update(rps=round(done / elapsed, 2), batch=batch, seconds=round(elapsed, 2), cpu_s=round(cpu, 2),
-                 per_cpu_s=round(done / cpu, 2) if cpu else None,
-                 first_pass_s=latencies[:math.ceil(len(rows) / batch)])
+    stats.update(rps=round(done / elapsed, 2), seconds=round(elapsed, 2), cpu_s=round(cpu, 2),
+                 per_cpu_s=round(done / cpu, 2) if cpu else None)
+    return stats, latencies
+
+
+def in_process_window(run: Callable[[list], object], rows: list[dict], batch: int, seconds: float) -> dict:
+    """Batches of ``batch`` requests back to back for at least ``seconds``, in **whole passes** over
+    ``rows`` (the last batch of a pass may be smaller), so every text weighs alike whatever the window
+    length (:func:`_timed`'s figures). ``first_pass_s``: each batch's latency in the first pass, in
+    the order of ``rows`` (at batch 1: one per row, to pair with the served latency of the same row)."""
+    run(rows[:batch])
+
+    def passes():
+        start, n = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds or n < 3:
+            for i in range(0, len(rows), batch):  # one pass
+                n += 1
+                yield rows[i:i + batch]
+
+    stats, latencies = _timed(run, passes())
+    stats.update(batch=batch, first_pass_s=latencies[:math.ceil(len(rows) / batch)])
     return stats
 
 
@@ -199,25 +211,15 @@ def server_batches(export_path: Path) -> list[dict]:
 def replay_batches(run: Callable[[list], object], batches: list[dict]) -> dict:
     """The in-process side at the batches the server formed: every served batch after the first, the
     same texts in the same batches, back to back in the order the server answered them (the first
-    one warms up). Against it, the served rate over the same batches: their texts over the time from
-    the first batch's last answer to the last batch's (whole batches: no window edge cuts one).
-    ``first_pass_s``: each batch's in-process time, in order."""
+    one warms up; :func:`_timed`'s figures). Against it, ``served_rps``: the served rate over the same
+    batches, their texts over the time from the first batch's last answer to the last batch's (whole
+    batches: no window edge cuts one). ``first_pass_s``: each batch's in-process time, in order."""
     run(batches[0]["rows"])
     timed = batches[1:]
-    latencies = []
-    cpu0 = cpu_seconds([os.getpid()])
-    start = time.perf_counter()
-    for batch in timed:
-        t0 = time.perf_counter()
-        run(batch["rows"])
-        latencies.append(time.perf_counter() - t0)
-    elapsed = time.perf_counter() - start
-    cpu = cpu_seconds([os.getpid()]) - cpu0
+    stats, latencies = _timed(run, (b["rows"] for b in timed))
     texts = sum(len(b["rows"]) for b in timed)
     span = timed[-1]["done_s"] - batches[0]["done_s"]
-    stats = summarise(latencies, 0, elapsed).as_dict()
-    stats.update(rps=round(texts / elapsed, 2), texts=texts, batches=len(timed), batch=round(texts / len(timed), 2),
-                 seconds=round(elapsed, 2), cpu_s=round(cpu, 2), per_cpu_s=round(texts / cpu, 2) if cpu else None,
+    stats.update(texts=texts, batches=len(timed), batch=round(texts / len(timed), 2),
                  served_rps=round(texts / span, 2) if span > 0 else None, served_seconds=round(span, 2),
                  first_pass_s=latencies)
     return stats
@@ -442,7 +444,6 @@ def measure_pair(server, ref: InProcess, rows: list[dict], model: str, workload:
             "one_client_delta_ms": paired_lean["delta_p50_ms"] if paired_lean else None,
             # judged: served and in-process time of the same batches (replayed), else the window's rate
             "throughput_ratio": round(served_rps / local["rps"], 3),
-            "window_ratio": round(served["rps"] / local["rps"], 3),
             "cpu_efficiency_ratio": round(served["per_cpu_s"] / local["per_cpu_s"], 3)
             if served["per_cpu_s"] and local["per_cpu_s"] else None,
             "p50_delta_ms": round(served["p50_ms"] - local["p50_ms"], 2)}
