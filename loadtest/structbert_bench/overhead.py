@@ -58,6 +58,9 @@ P50_SLACK_MS = 2.0
 THROUGHPUT_TARGETS = {8: 0.90, 32: 0.95}
 # perf_analyzer (exit 3) when a window ends before any request completed in it
 NO_REQUESTS_IN_WINDOW = "No valid requests recorded within time interval"
+# perf_analyzer found no three steady windows: one held no answer, or the fastest was more than
+# 1 + stability-percentage/100 times the slowest (a window holding one slow batch)
+UNSTEADY_WINDOWS = "Failed to obtain stable measurement"
 MAX_WINDOW_MS = 180_000  # three windows of it stay inside the 900 s subprocess limit
 # server batches a served measurement must hold (+-1 batch is < 2 %), and how much longer it may grow for it
 MIN_BATCHES = 60
@@ -338,8 +341,10 @@ def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, sec
     """perf_analyzer at one concurrency: throughput and latency percentiles (client side, ms), over
     three windows of ``seconds`` each (time windows: in ``count_windows`` mode perf_analyzer ignores
     the interval and a window ended after its 40-128 requests, ~0.6 s for MiniLM at 16 clients).
-    A window in which no request completed (a batch of slow requests outlasting it: perf_analyzer
-    exits 3) is doubled and measured again; ``window_s`` says which window the figures are from.
+    A window too short for the machine (no request completed in it, a batch of slow requests
+    outlasting it: perf_analyzer exits 3; or windows too uneven to pass perf_analyzer's stability
+    check at any percentage, one of them holding a single slow batch: it exits 2) is doubled and
+    measured again; ``window_s`` says which window the figures are from.
 
     ``formed``: the batches the server formed for the requests the measured windows counted
     (:func:`server_batches`). perf_analyzer's client i sends the texts i, i+c, i+2c, ... of the input
@@ -358,12 +363,14 @@ def served_window_perf_analyzer(grpc_url: str, model: str, concurrency: int, sec
         proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=900)
         if proc.returncode == 0 and csv_path.is_file():
             break
-        empty = NO_REQUESTS_IN_WINDOW in proc.stdout + proc.stderr
-        if not empty or interval_ms * 2 > MAX_WINDOW_MS:
+        said = proc.stdout + proc.stderr
+        why = ("no request completed in a" if NO_REQUESTS_IN_WINDOW in said
+               else "no three steady" if UNSTEADY_WINDOWS in said else None)
+        if why is None or interval_ms * 2 > MAX_WINDOW_MS:
             raise RuntimeError(f"perf_analyzer failed ({proc.returncode}, {interval_ms} ms windows):\n"
                                f"{proc.stdout[-1500:]}\n{proc.stderr[-1500:]}")
-        log.warning("%s at %d clients: no request completed in a %d ms window; measuring %d ms windows",
-                    model, concurrency, interval_ms, interval_ms * 2)
+        log.warning("%s at %d clients: %s %d ms windows; measuring %d ms windows",
+                    model, concurrency, why, interval_ms, interval_ms * 2)
         interval_ms *= 2
     row = next(csv.DictReader(csv_path.open()))
     ms = {k: round(float(v) / 1000, 2) for k, v in row.items() if k not in ("Concurrency", "Inferences/Second")}
