@@ -62,7 +62,7 @@ NO_REQUESTS_IN_WINDOW = "No valid requests recorded within time interval"
 # 1 + stability-percentage/100 times the slowest (a window holding one slow batch)
 UNSTEADY_WINDOWS = "Failed to obtain stable measurement"
 # perf_analyzer read the server's statistics after a window and found no version of the model (exit
-# 99; once in the suite, 8 ms windows under load, not reproduced in 60 runs): measured again
+# 99; once in the suite, 8 ms windows under load, not reproduced in 30 runs under load): measured again
 STATISTICS_MISSED = "failed to find the requested model version"
 STATISTICS_RETRIES = 2
 MAX_WINDOW_MS = 180_000  # three windows of it stay inside the 900 s subprocess limit

@@ -235,6 +235,29 @@ def test_in_process_side_replays_the_batches_the_server_formed():
     assert len(stats["first_pass_s"]) == 3
 
 
+
+def _fake_perf_analyzer(failures: list[tuple[int, str]], texts: list[str], intervals: list[int]):
+    """``subprocess.run`` for perf_analyzer: the first calls fail with ``failures`` (exit code, what it
+    printed), the next ones write a CSV at 10 texts/s and a profile export answering ``texts``; every
+    call's measurement interval goes to ``intervals``."""
+    import subprocess
+
+    def fake_run(cmd, **kwargs):
+        intervals.append(int(cmd[cmd.index("--measurement-interval") + 1]))
+        if len(intervals) <= len(failures):
+            code, said = failures[len(intervals) - 1]
+            return subprocess.CompletedProcess(cmd, code, said, "")
+        Path(cmd[cmd.index("-f") + 1]).write_text(
+            "Concurrency,Inferences/Second,p50 latency,p95 latency,p99 latency,Server Queue,"
+            "Server Compute Infer\n4,10.0,1000,2000,3000,500,400\n")
+        requests = [_request(text, i, 100 + i / 2) for i, text in enumerate(texts)]
+        Path(cmd[cmd.index("--profile-export-file") + 1]).write_text(
+            json.dumps({"experiments": [{"requests": requests}]}))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    return fake_run
+
+
 def test_a_window_perf_analyzer_found_unsteady_is_doubled_and_measured_again(tmp_path, monkeypatch):
     """CI (a slower, busier machine): zero-shot at 4 clients in 300 ms windows. perf_analyzer judges
     three windows stable only when each completed a request and the fastest is within
@@ -242,26 +265,12 @@ def test_a_window_perf_analyzer_found_unsteady_is_doubled_and_measured_again(tmp
     batch fails that at any percentage we ask for, and it exits 2 ("Failed to obtain stable
     measurement"). The bench stopped there. That window was too short for the machine, as a window with
     no request in it is: it is doubled and measured again."""
-    import subprocess
-
     from structbert_bench import overhead
 
     intervals = []
-
-    def fake_run(cmd, **kwargs):
-        intervals.append(int(cmd[cmd.index("--measurement-interval") + 1]))
-        if len(intervals) == 1:
-            return subprocess.CompletedProcess(cmd, 2, "Request concurrency: 4\n\nFailed to obtain stable measurement "
-                                               "within 3 measurement windows for concurrency 4. Please try to "
-                                               "increase the --measurement-interval.\n", "")
-        csv_path = Path(cmd[cmd.index("-f") + 1])
-        csv_path.write_text("Concurrency,Inferences/Second,p50 latency,p95 latency,p99 latency,Server Queue,"
-                            "Server Compute Infer\n4,10.0,1000,2000,3000,500,400\n")
-        Path(cmd[cmd.index("--profile-export-file") + 1]).write_text(
-            json.dumps({"experiments": [{"requests": [_request("a", 0, 100), _request("b", 1, 100.5)]}]}))
-        return subprocess.CompletedProcess(cmd, 0, "", "")
-
-    monkeypatch.setattr(overhead.subprocess, "run", fake_run)
+    unsteady = (2, "Request concurrency: 4\n\nFailed to obtain stable measurement within 3 measurement windows "
+                   "for concurrency 4. Please try to increase the --measurement-interval.\n")
+    monkeypatch.setattr(overhead.subprocess, "run", _fake_perf_analyzer([unsteady], ["a", "b"], intervals))
     window = overhead.served_window_perf_analyzer("127.0.0.1:1", "zero_shot_classification", 4, 0.3, tmp_path)
     assert intervals == [300, 600]
     assert window["window_s"] == 0.6 and window["rps"] == 10.0 and window["texts"] == 2
@@ -270,32 +279,16 @@ def test_a_window_perf_analyzer_found_unsteady_is_doubled_and_measured_again(tmp
 def test_a_window_whose_server_statistics_went_missing_is_measured_again(tmp_path, monkeypatch):
     """The suite (two workers, 8 ms windows of zero-shot at 1 client): perf_analyzer exited 99, "failed
     to find the requested model version": the server's statistics it read after a window held no
-    version of the model. Not seen again in 60 runs alone or under load; a window measured again
-    answered. It is measured again, the same window, up to twice; a third miss in a row is an error."""
-    import subprocess
-
+    version of the model. Not seen again in 30 runs under load; a window measured again answered.
+    It is measured again, the same window, up to twice; a third miss in a row is an error."""
     from structbert_bench import overhead
 
     intervals = []
-
-    def missing_then(answers: int):
-        def fake_run(cmd, **kwargs):
-            intervals.append(int(cmd[cmd.index("--measurement-interval") + 1]))
-            if len(intervals) <= answers:
-                return subprocess.CompletedProcess(cmd, 99, "Request concurrency: 1\n",
-                                                   "failed to find the requested model version\n")
-            Path(cmd[cmd.index("-f") + 1]).write_text(
-                "Concurrency,Inferences/Second,p50 latency,p95 latency,p99 latency,Server Queue,"
-                "Server Compute Infer\n1,10.0,1000,2000,3000,500,400\n")
-            Path(cmd[cmd.index("--profile-export-file") + 1]).write_text(
-                json.dumps({"experiments": [{"requests": [_request("a", 0, 100)]}]}))
-            return subprocess.CompletedProcess(cmd, 0, "", "")
-        return fake_run
-
-    monkeypatch.setattr(overhead.subprocess, "run", missing_then(2))
+    missed = (99, "Request concurrency: 1\nfailed to find the requested model version\n")
+    monkeypatch.setattr(overhead.subprocess, "run", _fake_perf_analyzer([missed] * 2, ["a"], intervals))
     window = overhead.served_window_perf_analyzer("127.0.0.1:1", "zero_shot_classification", 1, 0.008, tmp_path)
     assert intervals == [8, 8, 8] and window["window_s"] == 0.008 and window["texts"] == 1
     intervals.clear()
-    monkeypatch.setattr(overhead.subprocess, "run", missing_then(3))
+    monkeypatch.setattr(overhead.subprocess, "run", _fake_perf_analyzer([missed] * 3, ["a"], intervals))
     with pytest.raises(RuntimeError, match="requested model version"):
         overhead.served_window_perf_analyzer("127.0.0.1:1", "zero_shot_classification", 1, 0.008, tmp_path)
