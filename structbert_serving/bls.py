@@ -99,7 +99,7 @@ def in_process_encoder(args: dict, settings: PipelineParams, outputs: Sequence[s
     encoder.runner = ExclusiveRunner(encoder.runner, args["model_repository"],
                                      overlap_below_tokens=settings.encoder_overlap_below_tokens)
     if settings.encoder.warmup:
-        warm_up(encoder, token_input_specs(inputs))
+        warm_up(encoder, token_input_specs(inputs), budget_length=settings.encoder.budget_warmup_length)
     triton_io.log.info("%s runs %s in process on %s", args.get("model_name"), path.name, encoder.runner.device)
     return encoder
 

@@ -118,14 +118,27 @@ def warmup_feeds(inputs: Sequence[dict], rows: int, length: int) -> dict[str, np
     return feeds
 
 
+def budget_shape(settings: EncoderSettings, max_length: int) -> tuple[int, int]:
+    """The largest batch one runtime call can get, (rows, length): rows of ``max_length`` tokens
+    up to the token budget (and the row limit). Activations scale with it (attention with rows x
+    length^2), so it is the shape whose memory a model must be able to hold."""
+    rows = max(1, min(settings.max_rows, settings.max_tokens // max(1, max_length)))
+    return rows, max_length
+
+
 def warm_up(encoder: RaggedEncoder, inputs: Sequence[dict], shapes: Sequence[tuple[int, int]] = DEFAULT_WARMUP_SHAPES,
-            repeats: int = 2) -> None:
+            repeats: int = 2, budget_length: int = 0) -> None:
     """Run a few shapes through the encoder before the model reports ready, so the first user
     request does not pay for lazy initialisation (ORT arenas, TorchScript's profiling executor
-    specialises on its second run of a shape, CUDA kernels and cuBLAS handles)."""
-    for rows, length in shapes:
+    specialises on its second run of a shape, CUDA kernels and cuBLAS handles). ``budget_length``
+    > 0: one more batch at the token budget with rows of that length (:func:`budget_shape`), so an
+    out-of-memory shows at load."""
+    plan = [(rows, length, repeats) for rows, length in shapes]
+    if budget_length > 0:
+        plan.append((*budget_shape(encoder.settings, budget_length), 1))
+    for rows, length, times in plan:
         feeds = warmup_feeds(inputs, min(rows, encoder.settings.max_rows), length)
-        for _ in range(repeats):
+        for _ in range(times):
             result = encoder.run([feeds])[0]
             if isinstance(result, Exception):
                 raise result
@@ -145,7 +158,8 @@ def encoder_from_params(path: str | Path, *, input_names: Sequence[str], output_
     if cpu_instance and device == "auto":
         device = "cpu"
     runner = load_runner(path, input_names=list(input_names), output_names=list(output_names), device=device,
-                         intra_op_threads=runtime.intra_op_threads, allow_spinning=runtime.allow_spinning)
+                         intra_op_threads=runtime.intra_op_threads, allow_spinning=runtime.allow_spinning,
+                         prepack_weights=runtime.prepack_weights, memory_arena=runtime.memory_arena)
     # CPU: a single row keeps the cores busy, padding is pure waste; GPU: batching pays, but
     # padding a 15-token row to 512 does not (H100: 0.5 gave 1.6x the pairs/s of no bound)
     max_padding = runtime.max_padding

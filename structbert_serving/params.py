@@ -144,6 +144,15 @@ class RuntimeParams(Params):
     max_batch_tokens: int = DEFAULT_MAX_BATCH_TOKENS
     mask_groups: dict = field(default_factory=dict)  # tensor -> its mask input (ragged batching)
     warmup: bool = True
+    # > 0: also warm up one batch at the token budget, rows of this many tokens (the checkpoint's
+    # maximum length), when the model loads, so a budget the host cannot hold fails at start, not
+    # under load (encoder.budget_shape; export sets it for GPUs, --warmup-at-budget elsewhere)
+    budget_warmup_length: int = 0
+    # ONNX Runtime memory (runtime.OrtRunner): prepacked MatMul weights are a private copy per
+    # session (off: every process shares the artifact's memory-mapped weights); the CPU arena
+    # keeps the high-water mark of the largest batch (off: a run's activations are given back)
+    prepack_weights: bool = False
+    memory_arena: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,7 +21,7 @@ from structbert_export.choices import (
     SYNTHETIC_SIZES,
     TASKS,
 )
-from structbert_export.repository import ServingOptions
+from structbert_export.repository import GPU_BATCH_TOKENS, ServingOptions
 from structbert_triton.families import WORKLOADS
 
 log = logging.getLogger("structbert_triton")
@@ -59,6 +59,18 @@ def _export_parser(sub) -> None:
     p.add_argument("--public-instances", type=int, default=ServingOptions.in_process_instances,
                    help="embedded flavour: instances of a public model that runs its encoder in process "
                         "(they take turns on the runtime; the second keeps one idle for Triton's batcher)")
+    m = p.add_argument_group("memory (docs/memory.md)")
+    m.add_argument("--max-batch-tokens", type=int, default=ServingOptions.max_batch_tokens,
+                   help="padded tokens per runtime call on a CPU: bounds the activations a batch takes "
+                        f"(a GPU takes at least {GPU_BATCH_TOKENS})")
+    m.add_argument("--warmup-at-budget", action=argparse.BooleanOptionalAction, default=None,
+                   help="warm up one batch at --max-batch-tokens when a model loads, so an out-of-memory "
+                        "shows at start (default: on a GPU only; on a 2-core CPU it costs ~20 s per base model)")
+    m.add_argument("--prepack-weights", action="store_true",
+                   help="let ONNX Runtime prepack MatMul weights: a private copy of the weights in every "
+                        "session instead of one memory-mapped copy per host")
+    m.add_argument("--memory-arena", action="store_true",
+                   help="keep ONNX Runtime's CPU arena: it holds the high-water mark of the largest batch")
     p.add_argument("--seed", type=int, default=0, help="seed for --synthetic weights")
     p.add_argument("--attention", choices=ATTENTIONS, default="eager",
                    help="eager (default; what ONNX Runtime's fusions need) or sdpa (PyTorch's fused attention, "
@@ -174,7 +186,9 @@ def cmd_export(args) -> int:
     opts = ServingOptions(flavour=args.flavour, overlength=args.overlength, max_batch_size=args.max_batch_size,
                           encoder_instances=args.encoder_instances, intra_op_threads=args.intra_op_threads,
                           device=args.device, encoder_in_process=args.encoder_in_process,
-                          in_process_instances=args.public_instances)
+                          in_process_instances=args.public_instances, max_batch_tokens=args.max_batch_tokens,
+                          warmup_at_budget=args.warmup_at_budget, prepack_weights=args.prepack_weights,
+                          memory_arena=args.memory_arena)
     req = ExportRequest(task=args.task, out=args.out, model_dir=args.model_dir, model_id=args.model_id,
                         synthetic=args.synthetic, precision=args.precision, format=args.format, seed=args.seed,
                         attention=args.attention,
@@ -210,8 +224,23 @@ def _gateway(args, server):
 
 def cmd_serve(args) -> int:
     from structbert_gateway.process import GatewayError
-    from structbert_serving.embedded_server import EmbeddedServer, ServerError, restricted_api_flags
+    from structbert_serving.embedded_server import (
+        EmbeddedServer,
+        ServerError,
+        restricted_api_flags,
+        taken_ports,
+    )
     from structbert_serving.supervisor import CrashLoopError, RestartPolicy, supervise
+
+    ports = {"--http-port": args.http_port, "--grpc-port": args.grpc_port, "--metrics-port": args.metrics_port,
+             **({"--gateway-port": args.gateway_port} if args.gateway else {})}
+    taken = taken_ports(args.host, {o: p for o, p in ports.items() if p})  # before any model loads
+    if taken:
+        print("error: " + "; ".join(f"port {port} on {args.host} is already in use (change it with {option} PORT)"
+                                    for option, port in taken.items())
+              + (". GATEWAY=0 (--no-gateway) serves without the gateway" if "--gateway-port" in taken else ""),
+              file=sys.stderr)
+        return 2
 
     extra = [a for a in args.server_args if a != "--"]
     if args.admin_key_env:

@@ -10,6 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from structbert_serving.runtime import weights_file
+
 from . import int8
 from .calibration import real_rows
 from .checkpoint import Checkpoint
@@ -77,7 +79,7 @@ def export_onnx(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, ou
             dynamic_axes=spec.dynamic_axes(), opset_version=spec.opset, do_constant_folding=True, dynamo=False,
         )
     if precision == "fp32":
-        return out
+        return externalize_weights(out)
     try:
         if precision == "fp16":
             _to_fp16(_optimize_bert(raw, checkpoint), out, FP32_SCOPES.get(spec.family, ()))
@@ -88,7 +90,25 @@ def export_onnx(module: nn.Module, spec: EncoderSpec, checkpoint: Checkpoint, ou
                            checkpoint, recipe)
     finally:
         raw.unlink(missing_ok=True)
-    return out
+    return externalize_weights(out)
+
+
+def externalize_weights(artifact: Path) -> Path:
+    """Rewrite ``artifact`` as a graph plus one external weights file (:func:`weights_file`).
+
+    ONNX Runtime memory-maps external initializers on the CPU, so every process that loads the
+    artifact (a model's instances, the pipelines that share an encoder) reads the same page-cache
+    pages: the weights are held once per host, not once per session (with prepacking off:
+    ``runtime.OrtRunner``). Triton's onnxruntime backend loads it from the version directory too."""
+    import onnx
+
+    model = onnx.load(str(artifact))  # with any external data it already had
+    data = weights_file(artifact)
+    data.unlink(missing_ok=True)  # onnx appends to an existing weights file
+    onnx.save_model(model, str(artifact), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location=data.name, size_threshold=1024)
+    data.chmod(artifact.stat().st_mode & 0o777)  # onnx writes it owner-only; whoever reads the graph reads it
+    return artifact
 
 
 def _optimize_bert(raw: Path, checkpoint: Checkpoint, *, fuse_attention: bool = True,

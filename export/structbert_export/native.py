@@ -18,6 +18,7 @@ import hashlib
 import logging
 from pathlib import Path
 
+from structbert_serving.runtime import weights_file
 from structbert_serving.uie import HINT_MAX_TOKENS
 
 from . import pbtxt
@@ -51,10 +52,14 @@ def native_device(precision: str, requested: str) -> str:
 
 
 def artifact_digest(artifact: Path) -> str:
+    """The artifact's graph and its weights (an engine cache must follow new weights, not only a new graph)."""
     sha = hashlib.sha256()
-    with open(artifact, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            sha.update(block)
+    for path in (artifact, weights_file(artifact)):
+        if not path.is_file():
+            continue
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                sha.update(block)
     return sha.hexdigest()
 
 
@@ -96,11 +101,20 @@ def tensorrt_accelerator(spec: EncoderSpec, sizes: dict[str, int], max_batch: in
     return {"name": "tensorrt", "parameters": {k: str(v) for k, v in params.items()}}
 
 
-def session_parameters(intra_op_threads: int) -> dict:
+def session_parameters(intra_op_threads: int, *, device: str = "cpu", memory_arena: bool = False) -> dict:
     """ONNX Runtime session options the backend reads from ``parameters`` (0 = ORT's default,
-    every core of the node)."""
-    return pbtxt.parameters({"intra_op_thread_count": intra_op_threads, "inter_op_thread_count": 1,
-                             "execution_mode": 0})
+    every core of the node), and its memory settings. The backend has no prepacking switch, so each
+    instance holds a prepacked copy of the MatMul weights beside the memory-mapped file; what it
+    can bound are the activations: on the CPU the arena gives back what a run extended it by
+    (``memory.enable_memory_arena_shrinkage``, a run option the backend reads; ORT wants the arena
+    on for it), on a GPU the device arena grows by what a run asks for (``arena_extend_strategy``
+    1 = kSameAsRequested) instead of to the next power of two."""
+    params: dict = {"intra_op_thread_count": intra_op_threads, "inter_op_thread_count": 1, "execution_mode": 0}
+    if device == "cuda":
+        params["arena_extend_strategy"] = 1
+    elif not memory_arena:
+        params.update({"enable_mem_arena": "true", "memory.enable_memory_arena_shrinkage": "cpu:0"})
+    return pbtxt.parameters(params)
 
 
 def warmup(spec: EncoderSpec, sizes: dict[str, int]) -> list[dict]:
@@ -115,13 +129,13 @@ def warmup(spec: EncoderSpec, sizes: dict[str, int]) -> list[dict]:
 
 def native_encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, precision: str, *,
                           device: str, instances: int, intra_op_threads: int, max_batch: int,
-                          trt_cache_dir: str) -> dict:
+                          trt_cache_dir: str, memory_arena: bool = False) -> dict:
     """The platform-specific part of a native encoder's config (``onnxruntime_onnx``)."""
     if artifact.suffix != ".onnx":
         raise OptionError(f"{artifact.name}: the native flavour serves ONNX artifacts only")
     config = {"platform": "onnxruntime_onnx", "default_model_filename": artifact.name,
               "instance_group": [{"kind": "KIND_GPU" if device == "cuda" else "KIND_CPU", "count": instances}],
-              "parameters": session_parameters(intra_op_threads),
+              "parameters": session_parameters(intra_op_threads, device=device, memory_arena=memory_arena),
               "model_warmup": warmup(spec, sizes)}
     if device == "cuda" and precision == "fp32":
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [

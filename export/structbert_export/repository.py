@@ -53,6 +53,15 @@ class ServingOptions:
     in_process_instances: int = 2
     # a model that computes batches what queued while it was busy: waiting for more only adds latency
     in_process_queue_delay_us: int = 0
+    # memory (structbert_serving.runtime.OrtRunner): off = every process shares the artifact's
+    # memory-mapped weights, and a run's activations are given back after it
+    prepack_weights: bool = False
+    memory_arena: bool = False
+    # warm up one batch at the token budget at load (an out-of-memory shows at start); None: on a GPU
+    warmup_at_budget: bool | None = None
+
+    def budget_warmup(self, device: str) -> bool:
+        return device == "cuda" if self.warmup_at_budget is None else self.warmup_at_budget
 
 
 def admission_batching(opts: ServingOptions) -> dict:
@@ -144,14 +153,17 @@ def encoder_config(spec: EncoderSpec, sizes: dict[str, int], artifact: Path, pre
                 runtime=RuntimeParams(
                     device=device, intra_op_threads=opts.intra_op_threads, mask_groups=spec.mask_groups(),
                     max_batch_tokens=max(opts.max_batch_tokens, GPU_BATCH_TOKENS) if device == "cuda"
-                    else opts.max_batch_tokens),
+                    else opts.max_batch_tokens,
+                    prepack_weights=opts.prepack_weights, memory_arena=opts.memory_arena,
+                    budget_warmup_length=int(sizes["max_length"]) if opts.budget_warmup(device) else 0),
             ).to_parameters()),
         }
         return config, names
     config = {**base, "input": _tensors(spec.inputs, sizes, names), "output": _tensors(spec.outputs, sizes, names),
               **native_encoder_config(spec, sizes, artifact, precision, device=device,
                                       instances=opts.encoder_instances, intra_op_threads=opts.intra_op_threads,
-                                      max_batch=max_batch, trt_cache_dir=opts.trt_cache_dir)}
+                                      max_batch=max_batch, trt_cache_dir=opts.trt_cache_dir,
+                                      memory_arena=opts.memory_arena)}
     return config, names
 
 
@@ -173,10 +185,13 @@ def encoder_params(spec: EncoderSpec, names: dict[str, str], opts: ServingOption
 
 
 def runs_in_public_model(spec: EncoderSpec, opts: ServingOptions) -> bool:
-    """Embedded flavour: do the family's public models run this encoder's artifact themselves?"""
+    """Embedded flavour: do the family's public models run this encoder's artifact themselves?
+    Not on a GPU: every process that touches CUDA holds its own context (0.5-0.6 GB) and its own
+    device copy of the weights, so there the public models call the one encoder model (BLS)."""
     from structbert_triton.families import family_of_encoder
 
-    return opts.flavour == "embedded" and opts.encoder_in_process and family_of_encoder(spec.family).in_process
+    return (opts.flavour == "embedded" and opts.encoder_in_process and opts.device != "cuda"
+            and family_of_encoder(spec.family).in_process)
 
 
 def in_process_params(out: Path, spec: EncoderSpec, opts: ServingOptions) -> dict:

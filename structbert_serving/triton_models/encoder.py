@@ -38,7 +38,7 @@ class TritonPythonModel:
         triton_io.log.info("%s runs on %s", args["model_name"], self.encoder.runner.device)
         if settings.runtime.warmup:
             started = time.perf_counter()
-            warm_up(self.encoder, config["input"])
+            warm_up(self.encoder, config["input"], budget_length=settings.runtime.budget_warmup_length)
             triton_io.log.info("%s warmed up in %.2f s", args["model_name"], time.perf_counter() - started)
 
     def execute(self, requests):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,3 +183,40 @@ def test_bad_requests_do_not_hurt_good_ones_in_the_same_batch(tiny_server, proto
             assert np.abs(result - want[i % len(good)]).max() < 1e-4
     assert tiny_server.is_ready()
     assert tiny_server.process.poll() is None
+
+
+def _weights_mappings(pid: int, weights) -> list[dict[str, int]]:
+    """The kB figures (Rss, Pss, Private_Dirty, ...) of each mapping of ``weights`` in ``pid``."""
+    out, current = [], None
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        head = line.split()
+        if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+            current = {} if len(head) >= 6 and head[5] == str(weights) else None
+            if current is not None:
+                out.append(current)
+        elif current is not None and head[0].endswith(":") and len(head) >= 2 and head[1].isdigit():
+            current[head[0][:-1]] = int(head[1])
+    return out
+
+
+def test_the_pipelines_on_one_artifact_hold_its_weights_once(tiny_server, tiny_repo):
+    """text_embedding and sentence_similarity run one artifact in four stubs (two instances each):
+    every stub maps the artifact's weights file whole and shares it (no private copy, no prepacked
+    one), so the host holds the weights once: the four stubs' PSS over the file adds up to its size."""
+    import psutil
+
+    from structbert_serving.runtime import weights_file
+
+    weights = weights_file(tiny_repo / "embedding_encoder" / "1" / "model.onnx")
+    size_kb = weights.stat().st_size / 1024
+    stubs = [p for p in psutil.Process(tiny_server.process.pid).children(recursive=True)
+             if any(f"/{m}/1/model.py" in " ".join(p.cmdline()) for m in ("text_embedding", "sentence_similarity"))]
+    assert len(stubs) == 4, [p.cmdline() for p in stubs]
+    total_pss = 0.0
+    for stub in stubs:
+        maps = _weights_mappings(stub.pid, weights)
+        assert maps, f"stub {stub.pid} does not map {weights.name}: its weights are a private copy"
+        assert sum(m["Rss"] for m in maps) >= 0.9 * size_kb, "the weights file is not mapped whole"
+        assert sum(m.get("Private_Dirty", 0) + m.get("Anonymous", 0) for m in maps) == 0
+        total_pss += sum(m["Pss"] for m in maps)
+    assert total_pss <= 1.1 * size_kb, f"{total_pss:.0f} kB of PSS over a {size_kb:.0f} kB weights file"

@@ -126,3 +126,39 @@ def test_warm_up_runs_every_shape_through_the_encoder_from_the_model_config():
     runner = FakeRunner()
     warm_up(RaggedEncoder(runner, NAMES, EncoderSettings(max_rows=4)), inputs, shapes=[(1, 16), (8, 64)])
     assert runner.widths == [(1, 16), (1, 16), (4, 64), (4, 64)]  # each shape twice; rows capped by max_rows
+
+
+def test_onnx_sessions_share_their_weights_and_give_back_activations():
+    """What holds an artifact's weights once per host (runtime.OrtRunner): no prepacked private copy,
+    no CPU arena keeping the largest batch's high-water mark, glibc returning freed blocks, the
+    weights file mapped whole; ``prepack_weights``/``memory_arena`` bring ONNX Runtime's defaults back."""
+    import tempfile
+    from pathlib import Path
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from structbert_serving.runtime import OrtRunner, return_freed_memory, weights_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        w = numpy_helper.from_array(np.ones((64, 64), np.float32), "W")
+        graph = helper.make_graph([helper.make_node("MatMul", ["X", "W"], ["Y"])], "g",
+                                  [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 64])],
+                                  [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 64])], [w])
+        onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path),
+                        save_as_external_data=True, location="model.onnx.data", size_threshold=0)
+        lean = OrtRunner(path, device="cpu")
+        options = lean.session.get_session_options()
+        assert options.get_session_config_entry("session.disable_prepacking") == "1"
+        assert not options.enable_cpu_mem_arena
+        assert return_freed_memory()
+        assert lean.weights is not None and len(lean.weights) == weights_file(path).stat().st_size
+        out = lean.run({"X": np.ones((2, 64), np.float32)})["Y"]
+        np.testing.assert_allclose(out, 64.0)
+        default = OrtRunner(path, device="cpu", prepack_weights=True, memory_arena=True)
+        options = default.session.get_session_options()
+        with pytest.raises(RuntimeError, match="disable_prepacking"):  # not set: ORT prepacks
+            options.get_session_config_entry("session.disable_prepacking")
+        assert options.enable_cpu_mem_arena and default.weights is None
