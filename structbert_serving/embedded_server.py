@@ -65,6 +65,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def taken_ports(host: str, ports: dict[str, int]) -> dict[str, int]:
+    """The ones of ``ports`` (option -> port) that something on this host already listens on: bound
+    as the servers bind them (SO_REUSEADDR, so a port in TIME_WAIT is free)."""
+    taken = {}
+    for option, port in ports.items():
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host or "0.0.0.0", port))
+            except OSError:
+                taken[option] = port
+    return taken
+
+
 def pytriton_root() -> Path:
     try:
         import pytriton

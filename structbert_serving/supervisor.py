@@ -27,9 +27,9 @@ class CrashLoopError(RuntimeError):
 @dataclass
 class RestartPolicy:
     """Exponential backoff between restarts (reset after a long enough healthy run); more than
-    ``max_restarts`` within ``window_s`` is a crash loop."""
+    ``max_restarts`` within ``window_s`` is a crash loop (None: never give up)."""
 
-    max_restarts: int = 5
+    max_restarts: int | None = 5
     window_s: float = 300.0
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
@@ -43,7 +43,7 @@ class RestartPolicy:
         now = self.clock()
         while self._restarts and now - self._restarts[0] > self.window_s:
             self._restarts.popleft()
-        if len(self._restarts) >= self.max_restarts:
+        if self.max_restarts is not None and len(self._restarts) >= self.max_restarts:
             raise CrashLoopError(f"tritonserver needed {len(self._restarts) + 1} restarts within "
                                  f"{self.window_s:.0f} s; giving up. Last reason: {reason}")
         self._restarts.append(now)
@@ -54,15 +54,22 @@ class RestartPolicy:
         return self._delay
 
 
+def gateway_restart_policy() -> RestartPolicy:
+    """The gateway's own: restarted however often it dies, at most a few seconds apart. Giving up on
+    it would mean stopping tritonserver, which serves gRPC and HTTP clients all the while."""
+    return RestartPolicy(max_restarts=None, backoff_s=0.5, max_backoff_s=4.0)
+
+
 def supervise(server, *, policy: RestartPolicy, stop, check_stubs: bool = True, poll_s: float = 1.0,
               startup_timeout_s: float = 300.0, on_restart: Callable[[str], None] | None = None,
               gateway=None, gateway_policy: RestartPolicy | None = None) -> None:
     """Watch a started :class:`~structbert_serving.embedded_server.EmbeddedServer` until ``stop``
     (a ``threading.Event``) is set; restart it when it exits or loses a stub. ``gateway`` (a started
     :class:`~structbert_gateway.process.GatewayProcess`, optional) is restarted when it exits, under
-    its own ``gateway_policy``; it outlives tritonserver restarts (its gRPC channels reconnect).
-    Raises :class:`CrashLoopError` when restarts do not help, ``ServerError`` (``GatewayError``)
-    when a restart fails."""
+    its own ``gateway_policy`` (default :func:`gateway_restart_policy`: never given up, so a failing
+    gateway never takes tritonserver down); it outlives tritonserver restarts (its gRPC channels
+    reconnect). Raises :class:`CrashLoopError` when tritonserver restarts do not help, ``ServerError``
+    when one fails."""
     def restart(process, what: str, restart_policy: RestartPolicy, reason: str, since: float) -> bool:
         """Stop ``process``, wait the policy's delay, start it again; False when ``stop`` came first."""
         delay = restart_policy.next_delay(reason, time.monotonic() - since)
@@ -78,13 +85,19 @@ def supervise(server, *, policy: RestartPolicy, stop, check_stubs: bool = True, 
         return True
 
     started = gateway_started = time.monotonic()
-    gateway_policy = gateway_policy or RestartPolicy(max_restarts=policy.max_restarts, window_s=policy.window_s)
+    gateway_policy = gateway_policy or gateway_restart_policy()
     while not stop.wait(poll_s):
-        if gateway is not None and gateway.process.poll() is not None:
-            reason = f"the gateway exited with code {gateway.process.returncode}"
+        if gateway is not None and (gateway.process is None or gateway.process.poll() is not None):
+            code = None if gateway.process is None else gateway.process.returncode
+            reason = f"the gateway exited with code {code}"
             log.error("%s:\n%s", reason, gateway.log_tail(10))
-            if not restart(gateway, "the gateway", gateway_policy, reason, gateway_started):
-                return
+            try:  # its own budget: tritonserver keeps serving while the gateway comes back
+                if not restart(gateway, "the gateway", gateway_policy, reason, gateway_started):
+                    return
+            except CrashLoopError:
+                raise
+            except RuntimeError as exc:  # GatewayError: it did not come up; tried again next round, later
+                log.error("the gateway did not start again: %s", exc)
             gateway_started = time.monotonic()
         reason = None
         if server.process.poll() is not None:

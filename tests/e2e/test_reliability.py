@@ -204,6 +204,62 @@ def test_serve_restarts_an_exited_server_and_leaves_no_orphan(tiny_repo):
 
 
 
+@pytest.mark.parametrize("option", ["--gateway-port", "--http-port", "--grpc-port", "--metrics-port"])
+def test_serve_with_a_taken_port_exits_at_once_naming_it(tiny_repo, option):
+    """A port already in use (8080 is a common one) stops serve before any model loads, with the
+    port and the option that changes it; not after loading every model, nor after serving a while."""
+    import socket
+
+    from structbert_serving.embedded_server import free_port
+
+    ports = {o: free_port() for o in ("--gateway-port", "--http-port", "--grpc-port", "--metrics-port")}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", ports[option]))
+        taken.listen()
+        started = time.monotonic()
+        run = subprocess.run([sys.executable, "-m", "structbert_triton", "serve", "--model-repository", str(tiny_repo),
+                              *(x for o, port in ports.items() for x in (o, str(port)))],
+                             capture_output=True, text=True, timeout=120)
+        took = time.monotonic() - started
+    assert run.returncode != 0
+    assert str(ports[option]) in run.stderr and option in run.stderr, run.stderr[-2000:]
+    assert "tritonserver ready" not in run.stdout
+    assert took < 20, f"serve took {took:.0f} s to refuse a taken port"
+
+
+def test_a_gateway_killed_seven_times_comes_back_each_time_while_triton_stays_ready(tiny_repo):
+    """The gateway is restarted on its own account (capped backoff), as often as it dies: seven kills
+    within a minute never stop tritonserver, which answers throughout."""
+    import httpx
+
+    from structbert_serving.embedded_server import free_port
+
+    http_port, gateway_port = free_port(), free_port()
+    gateway_url = f"http://127.0.0.1:{gateway_port}"
+    serve = subprocess.Popen([sys.executable, "-m", "structbert_triton", "serve", "--model-repository", str(tiny_repo),
+                              "--http-port", str(http_port), "--grpc-port", str(free_port()),
+                              "--metrics-port", str(free_port()), "--gateway-port", str(gateway_port)],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        text = sample_texts(1)[0]
+        _gateway_embeds(gateway_url, text)
+        started = time.monotonic()
+        for kill in range(7):
+            gateway = _child(serve, "structbert_gateway")
+            gateway.kill()
+            assert _gone(gateway, timeout_s=10)
+            ready = httpx.get(f"http://127.0.0.1:{http_port}/v2/health/ready", timeout=5)
+            assert ready.status_code == 200, f"tritonserver not ready after gateway kill {kill + 1}"
+            _gateway_embeds(gateway_url, text, timeout_s=30)  # back, answering through Triton
+            assert serve.poll() is None
+        assert time.monotonic() - started < 60, "seven kills and recoveries took over a minute"
+    finally:
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGTERM)
+        out, _ = serve.communicate(timeout=60)
+    assert "tritonserver restarted" not in out and "giving up" not in out, out[-3000:]
+
+
 def test_serve_restarts_a_server_that_died_while_the_gateway_started(tiny_repo):
     """The race CI hit: tritonserver died after serve saw it ready but before the gateway was up.
     serve must still reach its supervisor and restart it, not wait for the gateway's /health 200."""

@@ -88,7 +88,7 @@ class _FakeGateway:
         return self
 
 
-def test_supervise_restarts_an_exited_gateway_and_gives_up_on_a_loop():
+def test_supervise_restarts_an_exited_gateway():
     import threading
 
     from structbert_serving.supervisor import supervise
@@ -100,7 +100,45 @@ def test_supervise_restarts_an_exited_gateway_and_gives_up_on_a_loop():
     supervise(_FakeServer(), policy=fast, stop=stop, poll_s=0.0, gateway=gateway, gateway_policy=fast,
               on_restart=reasons.append)
     assert gateway.starts == 2 and all(r.startswith("the gateway exited with code 1") for r in reasons)
-    loop = _FakeGateway(threading.Event(), exits=100)
-    with pytest.raises(CrashLoopError, match="gateway"):
-        supervise(_FakeServer(), policy=fast, stop=loop.stop_event, poll_s=0.0, gateway=loop,
-                  gateway_policy=RestartPolicy(max_restarts=3, backoff_s=0.0, max_backoff_s=0.0))
+
+
+def test_a_crash_looping_gateway_is_restarted_every_time_and_spends_no_server_budget():
+    """The gateway is restarted on its own account, however often it dies: giving up would stop
+    tritonserver too, which was serving all along."""
+    import threading
+
+    from structbert_serving.supervisor import gateway_restart_policy, supervise
+
+    loop = _FakeGateway(threading.Event(), exits=30)
+    server_policy = RestartPolicy(max_restarts=1, backoff_s=0.0, max_backoff_s=0.0)
+    policy = gateway_restart_policy()
+    policy.backoff_s = policy.max_backoff_s = 0.0
+    supervise(_FakeServer(), policy=server_policy, stop=loop.stop_event, poll_s=0.0, gateway=loop,
+              gateway_policy=policy)
+    assert loop.starts == 30
+    assert not server_policy._restarts  # tritonserver was never restarted nor charged
+    capped = gateway_restart_policy()
+    assert max(capped.next_delay("exit", up_for_s=1) for _ in range(20)) <= 4.0  # back within seconds
+
+
+def test_a_gateway_that_fails_to_start_is_tried_again():
+    import threading
+
+    from structbert_gateway.process import GatewayError
+    from structbert_serving.supervisor import supervise
+
+    class Flaky(_FakeGateway):
+        def start(self, timeout_s, stop=None):
+            self.starts += 1
+            if self.starts < 3:
+                self.process = _Proc(1)
+                raise GatewayError("port 8080 in use")
+            self.process = _Proc(None)
+            self.stop_event.set()
+            return self
+
+    stop = threading.Event()
+    gateway = Flaky(stop, exits=0)
+    fast = RestartPolicy(max_restarts=None, backoff_s=0.0, max_backoff_s=0.0)
+    supervise(_FakeServer(), policy=RestartPolicy(), stop=stop, poll_s=0.0, gateway=gateway, gateway_policy=fast)
+    assert gateway.starts == 3
