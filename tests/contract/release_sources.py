@@ -71,6 +71,6 @@ METRICS = frozenset({
 
 # The first release whose /v2/health/ready fails (with --strict-readiness=true) once a Python-backend
 # stub has died: core#473 (server#8604), on python_backend#423's TRITONBACKEND_ModelInstanceReady
-# (25.12); both are on core r26.06 / python_backend r26.07. Before it (the embedded 2.51 server
+# (26.01); both are on core r26.06 / python_backend r26.07. Before it (the embedded 2.51 server
 # included) ready stays 200, and only structbert_serving.stub_health notices.
 READY_SEES_DEAD_STUBS = (26, 4)
