@@ -30,7 +30,7 @@ def test_the_facts_are_complete_and_explained():
     data, rel = facts(), release()
     assert re.fullmatch(r"\d\d\.\d\d", rel.release) and rel.image == f"nvcr.io/nvidia/tritonserver:{rel.release}-py3"
     assert {k for k in data if k != "why"} <= set(data["why"]), "container_release.json: say where each fact comes from"
-    # a client whose model_config proto is the server's: never newer than the server unless the why says so
+    # a client whose model_config proto is the server's, never newer than the server (the why says how it was matched)
     client, server = (tuple(int(p) for p in v.split(".")) for v in (rel.tritonclient, rel.triton_server))
     assert client <= server and "proto" in data["why"]["tritonclient"]
     assert data["gateway_packages"]["tritonclient[grpc]"] == rel.tritonclient
