@@ -5,8 +5,10 @@
 # Also the side environments of the container-contract tier (tests/contract), pinned by the
 # container release facts (export/structbert_export/container_release.json):
 #   .venv-contract  the container's ONNX Runtime and tritonclient (its model_config proto)
-#   .venv-stub      the Python-backend stub's Python (STUB_PYTHON, default python3.10) with its numpy
-#                   and tokenizers; skipped, and the tests that need it skip, where there is none
+#   .venv-stub      the image's Python (its Python-backend stub's: STUB_PYTHON, default python<stub_python>
+#                   on PATH or under pyenv) with the stub's numpy and tokenizers and the gateway's
+#                   packages, as deploy/Dockerfile installs them; skipped, and the tests that need it
+#                   skip, where there is no such Python
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -23,6 +25,9 @@ fi
 
 facts=export/structbert_export/container_release.json
 pin() { .venv/bin/python -c "import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$facts" "$1"; }
+gateway_pins() {  # one NAME==VERSION a line
+  .venv/bin/python -c "import json, sys; [print(f'{n}=={v}') for n, v in json.load(open(sys.argv[1]))['gateway_packages'].items()]" "$facts"
+}
 side_venv() {  # side_venv DIR PYTHON PACKAGES...
   local dir=$1 python=$2; shift 2
   if [ -f "$dir/.structbert-installed" ] && [ ! "$facts" -nt "$dir/.structbert-installed" ]; then return; fi
@@ -40,7 +45,8 @@ for candidate in "python$stub" "${PYENV_ROOT:-$HOME/.pyenv}"/versions/"$stub".*/
   if [ -z "$STUB_PYTHON" ] && runs "$candidate"; then STUB_PYTHON=$candidate; fi
 done
 if runs "$STUB_PYTHON"; then
-  side_venv .venv-stub "$STUB_PYTHON" "numpy==$(pin numpy)" "tokenizers==$(pin tokenizers)"
+  mapfile -t gateway < <(gateway_pins)
+  side_venv .venv-stub "$STUB_PYTHON" "numpy==$(pin numpy)" "tokenizers==$(pin tokenizers)" "${gateway[@]}"
 else
   echo "bootstrap: no Python $stub here (set STUB_PYTHON): tests/contract skips the stub-Python import check" >&2
 fi

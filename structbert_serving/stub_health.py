@@ -1,10 +1,15 @@
 """Is every Python-backend stub of a Triton server alive?
 
-Triton 24.06-24.10 (server 2.51, the release this project runs) no longer restarts a crashed
+Triton 24.06-24.10 (server 2.51, the embedded server ``serve`` runs) no longer restarts a crashed
 Python-backend stub, and its health endpoints keep answering 200 while every request to that model
 fails with "Stub process ... is not healthy" (triton-inference-server/server#7347, #7862, #8604).
 This check counts live stub processes against the instance counts in the repository's configs;
-``serve`` restarts the server when it fails, and deploy/ uses it as the liveness probe.
+``serve`` restarts the server when it fails.
+
+A workaround for the embedded server only: upstream fixed it in python_backend#423 / core#461
+(26.01, first on its r26.01 branches: a dead stub makes its model instance not ready) and core#473
+(26.04: ``/v2/health/ready`` fails then, with ``--strict-readiness=true``), so the container
+release's probes in deploy/ ask ``/v2/health/ready`` instead. Drop this module when the embedded server reaches 26.04.
 
     python -m structbert_serving.stub_health --repository /models    # exit 1 when a stub is gone
 """

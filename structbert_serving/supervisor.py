@@ -5,8 +5,9 @@ Which layer restarts what:
 - ``structbert-triton serve`` (this module) restarts the tritonserver process: after it exits
   unexpectedly (e.g. a signal 11) and when a Python-backend stub is gone (Triton 2.51 neither restarts
   a stub nor reports it; see ``stub_health``).
-- In a container or a Kubernetes pod, the liveness probe (``python -m structbert_serving.stub_health``)
-  and the process's exit make the runtime restart the container/pod.
+- In a container or a Kubernetes pod (the release of ``container_release.json``), the liveness probe
+  on ``/v2/health/ready`` (which fails once a stub died from Triton 26.04 on: core#473) and the
+  process's exit make the runtime restart the container/pod.
 """
 
 from __future__ import annotations

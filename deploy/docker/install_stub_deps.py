@@ -18,7 +18,7 @@ def main(path: str) -> None:
     python = "{}.{}".format(*sys.version_info[:2])
     if python != facts["stub_python"]:
         sys.exit(f"this image's python3 is {python}; the release facts say the stub runs {facts['stub_python']}")
-    # the NGC image's own labels (server r24.10 build.py writes both ENV lines)
+    # the NGC image's own labels (server build.py writes both ENV lines, r24.10 through r26.08)
     for env, key in (("NVIDIA_TRITON_SERVER_VERSION", "release"), ("TRITON_SERVER_VERSION", "triton_server")):
         found = os.environ.get(env)
         if found and found != facts[key]:

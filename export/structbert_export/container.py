@@ -24,7 +24,9 @@ class ContainerRelease:
     release: str
     image: str
     triton_server: str
-    tritonclient: str
+    tritonclient: str  # its model_config proto is the server's (2.72.0 is not on PyPI: see the facts' why)
+    embedded_server: str  # the tritonserver of nvidia-pytriton, which the embedded flavour and the e2e tests run
+    ubuntu: str
     stub_python: str
     numpy: str
     tokenizers: str

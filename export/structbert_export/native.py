@@ -7,9 +7,10 @@ and artifact), the FP16 graph (ORT-fused contrib ops TensorRT cannot parse) to t
 ``--device auto``: the container's production host is a GPU host, so ``cuda`` for FP32/FP16 and
 ``cpu`` for INT8 (an ONNX Runtime CPU artifact); the choice is logged and recorded in export.json.
 
-Keys and their meaning: the r24.10 sources of triton-inference-server/onnxruntime_backend,
-``src/onnxruntime.cc`` (``ModelState::ModelState`` reads the session options, ``LoadModel`` the
-TensorRT accelerator's allowlisted keys; an unknown key fails the load).
+Keys and their meaning: triton-inference-server/onnxruntime_backend ``src/onnxruntime.cc``
+(``ModelState::ModelState`` reads the session options, ``LoadModel`` the TensorRT accelerator's
+allowlisted keys; an unknown key fails the load), the same in r24.10 and in the container release's
+backend (r26.06/main; tests/contract/release_sources.py holds the lists the contract tier checks).
 """
 
 from __future__ import annotations

@@ -28,11 +28,43 @@ def docs(path: str) -> list[dict]:
 
 def test_the_facts_are_complete_and_explained():
     data, rel = facts(), release()
-    assert rel.image == f"nvcr.io/nvidia/tritonserver:{rel.release}-py3"
-    assert rel.tritonclient == rel.triton_server  # the proto of the server's own release
-    for key in ("release", "onnxruntime", "onnx_max_opset", "stub_python", "tensorrt", "libtorch", "torchscript_native"):
-        assert data["why"].get(key), f"container_release.json: say where {key!r} comes from"
-    assert "8631" in data["why"]["release"] and "BLS" in data["why"]["release"]
+    assert re.fullmatch(r"\d\d\.\d\d", rel.release) and rel.image == f"nvcr.io/nvidia/tritonserver:{rel.release}-py3"
+    assert {k for k in data if k != "why"} <= set(data["why"]), "container_release.json: say where each fact comes from"
+    # a client whose model_config proto is the server's, never newer than the server (the why says how it was matched)
+    client, server = (tuple(int(p) for p in v.split(".")) for v in (rel.tritonclient, rel.triton_server))
+    assert client <= server and "proto" in data["why"]["tritonclient"]
+    assert data["gateway_packages"]["tritonclient[grpc]"] == rel.tritonclient
+    assert rel.embedded_server != rel.triton_server and "tests/contract" in data["why"]["embedded_server"]
+
+
+# Where a deploy file pins the container release (an image tag, the Dockerfile's build argument, the
+# pods' annotation) or names a server version: each must come from the facts.
+RELEASE_PINS = (r"tritonserver:(\d\d\.\d\d)", r"TRITON_RELEASE=(\d[\d.]*\d)", r'triton-release: "?([\d.]+)')
+SERVER_VERSION = r"\b(2\.\d\d\.\d+)\b"
+
+
+def test_every_deploy_file_follows_the_release_facts():
+    rel = release()
+    files = [p for p in DEPLOY.rglob("*") if p.is_file() and p.suffix in ("", ".yml", ".yaml", ".sh", ".py", ".md")]
+    pinned = {}
+    for path in files:
+        text = path.read_text()
+        for pattern in RELEASE_PINS:
+            for found in re.findall(pattern, text):
+                pinned.setdefault(found, set()).add(path.relative_to(DEPLOY).as_posix())
+        versions = set(re.findall(SERVER_VERSION, text))
+        assert versions <= {rel.triton_server, rel.embedded_server}, (path, versions)
+    assert set(pinned) == {rel.release}, pinned
+    assert {"Dockerfile", "k8s/base/deployment.yaml", "k8s/kserve/servingruntime.yaml"} <= pinned[rel.release]
+
+
+def test_the_pods_say_which_release_they_run():
+    """Kubernetes and KServe run the project's image (built on the release); their pods carry the
+    release as an annotation, so an operator reads it without pulling the image."""
+    (deployment,) = [d for d in docs("k8s/base/deployment.yaml") if d["kind"] == "Deployment"]
+    (runtime,) = docs("k8s/kserve/servingruntime.yaml")
+    for meta in (deployment["spec"]["template"]["metadata"], runtime["metadata"]):
+        assert meta["annotations"]["structbert-triton/triton-release"] == release().release
 
 
 def test_the_dockerfile_builds_on_the_release_and_reads_its_pins_from_the_facts():

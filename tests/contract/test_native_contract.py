@@ -19,27 +19,8 @@ from structbert_export.checkpoint import load_checkpoint
 from structbert_export.container import IncompatibleArtifactError, ensure_onnx_loadable, release
 from structbert_export.specs import SPECS, spec_for
 from tests.contract.conftest import ROOT, side_run
+from tests.contract.release_sources import SESSION_KEYS, TENSORRT_KEYS
 
-# The TensorRT accelerator keys triton-inference-server/onnxruntime_backend accepts in release r24.10
-# (src/onnxruntime.cc, ModelInstanceState's LoadModel: any other key fails the model's load with
-# "unknown parameter ... is provided for TensorRT Execution Accelerator").
-TENSORRT_KEYS_R24_10 = frozenset({
-    "precision_mode", "max_workspace_size_bytes", "trt_max_partition_iterations", "trt_min_subgraph_size",
-    "int8_calibration_table_name", "int8_use_native_calibration_table", "trt_dla_enable", "trt_dla_core",
-    "trt_engine_cache_enable", "trt_engine_cache_path", "trt_engine_cache_prefix", "trt_dump_subgraphs",
-    "trt_force_sequential_engine_build", "trt_context_memory_sharing_enable", "trt_layer_norm_fp32_fallback",
-    "trt_timing_cache_enable", "trt_timing_cache_path", "trt_force_timing_cache", "trt_detailed_build_log",
-    "trt_build_heuristics_enable", "trt_sparsity_enable", "trt_builder_optimization_level",
-    "trt_auxiliary_streams", "trt_tactic_sources", "trt_extra_plugin_lib_paths", "trt_profile_min_shapes",
-    "trt_profile_max_shapes", "trt_profile_opt_shapes", "trt_cuda_graph_enable", "trt_dump_ep_context_model",
-    "trt_ep_context_file_path", "trt_ep_context_embed_mode",
-})
-# Model parameters the same file's ModelState reads as session / provider options. Other keys are
-# silently ignored by the backend (that is how --intra-op-threads once went nowhere).
-SESSION_KEYS_R24_10 = frozenset({
-    "intra_op_thread_count", "inter_op_thread_count", "execution_mode", "enable_mem_arena", "enable_mem_pattern",
-    "arena_extend_strategy", "cudnn_conv_algo_search", "gpu_mem_limit", "do_copy_in_default_stream",
-})
 ENCODERS = {spec.triton_name: spec.family for spec in SPECS.values()}  # every encoder of every family
 
 
@@ -87,7 +68,7 @@ def test_native_encoders_match_the_onnxruntime_backend(native_repos, device, pre
             continue
         assert config.platform == "onnxruntime_onnx" and config.default_model_filename == "model.onnx", name
         assert [kinds.Name(g.kind) for g in config.instance_group] == ["KIND_GPU" if device == "cuda" else "KIND_CPU"]
-        assert set(config.parameters) <= SESSION_KEYS_R24_10, name
+        assert set(config.parameters) <= SESSION_KEYS, name
         assert config.parameters["intra_op_thread_count"].string_value == "1", name  # --intra-op-threads 1
         warm = config.model_warmup[0]
         assert set(warm.inputs) == {t.name for t in config.input}, name
@@ -98,7 +79,7 @@ def test_native_encoders_match_the_onnxruntime_backend(native_repos, device, pre
         if device == "cuda" and precision == "fp32":
             (trt,) = accelerators
             params = dict(trt.parameters)
-            assert trt.name == "tensorrt" and set(params) <= TENSORRT_KEYS_R24_10, set(params) - TENSORRT_KEYS_R24_10
+            assert trt.name == "tensorrt" and set(params) <= TENSORRT_KEYS, set(params) - TENSORRT_KEYS
             assert params["precision_mode"] == "FP16" and params["trt_engine_cache_enable"] == "1"
             check_profiles(config, params)
             caches.add(params["trt_engine_cache_path"])
@@ -117,7 +98,7 @@ def artifacts(native_repos) -> dict[str, tuple[Path, str, str]]:
     return found
 
 
-# ORT 1.19.2 against the main environment's ORT, same CPU provider: FP32 graphs agree to float
+# The release's ORT against the main environment's ORT, same CPU provider: FP32 graphs agree to float
 # rounding; fused/quantised kernels changed between the releases, within these bounds (measured).
 AGREEMENT = {"fp32": 1e-5, "fp16": 1e-2, "int8": 2e-2}
 
@@ -160,8 +141,9 @@ def test_every_onnx_artifact_loads_and_answers_in_the_containers_onnxruntime(nat
 
 def test_the_containers_onnxruntime_fuses_the_int8_layer_norms(native_repos, contract_python, tmp_path):
     """INT8 artifacts keep Add + LayerNormalization unfused (ORT 1.30-1.31's fused CPU kernel is the
-    slower); the container's ONNX Runtime fuses them into its SkipLayerNormalization at load, its
-    faster kernel there (measured with 1.19.2: 17-20 ms against 28 + ~10 unfused per pass)."""
+    slower); the container's ONNX Runtime fuses them into its SkipLayerNormalization at load (1.19.2,
+    where it was the faster kernel: 17-20 ms against 28 + ~10 unfused per pass; 1.28.0 fuses them
+    too, its speed there not measured)."""
     import onnx
 
     source = native_repos[("cpu", "int8")] / "embedding_encoder" / "1" / "model.onnx"
@@ -199,6 +181,32 @@ def test_the_release_facts_about_onnx_hold_in_its_onnxruntime(native_repos, cont
     onnx.save(model, str(newer))
     with pytest.raises(IncompatibleArtifactError, match=f"opset {rel.onnx_max_opset + 1}"):
         ensure_onnx_loadable(newer)
+
+
+def test_the_release_onnxruntime_reads_up_to_the_facts_opset(contract_python, tmp_path):
+    """ai.onnx opset onnx_max_opset loads in the release's ONNX Runtime, the next one is refused:
+    the facts' bound is the runtime's own (measured, not copied from a table)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    rel = release()
+    feeds = tmp_path / "x.npz"
+    np.savez(feeds, X=np.ones(2, np.float32))
+    jobs = {}
+    for opset in (rel.onnx_max_opset, rel.onnx_max_opset + 1):
+        graph = helper.make_graph([helper.make_node("Add", ["X", "X"], ["Y"])], "add",
+                                  [helper.make_tensor_value_info("X", TensorProto.FLOAT, [2])],
+                                  [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [2])])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        model.ir_version = rel.onnx_max_ir_version
+        path = tmp_path / f"add{opset}.onnx"
+        onnx.save(model, str(path))
+        jobs[opset] = {"model": str(path), "feeds": str(feeds), "out": str(tmp_path / f"y{opset}.npz")}
+    result = side_run(contract_python, {"onnx": list(jobs.values())})["onnx"]
+    assert result[jobs[rel.onnx_max_opset]["model"]] is None
+    refused = result[jobs[rel.onnx_max_opset + 1]["model"]]
+    assert refused and "opset" in refused.lower(), refused
+    np.testing.assert_array_equal(np.load(jobs[rel.onnx_max_opset]["out"])["Y"], [2.0, 2.0])
 
 
 def test_python_models_import_and_answer_in_the_stub_python(native_repos, stub_python):
