@@ -8,7 +8,8 @@ Layouts handled (README, "Real checkpoints"):
   (``BertForSequenceClassification``); ``vocab.txt`` and/or ``tokenizer.json``.
 * SiameseUIE: keys ``plm.*``, ``crossattention.layer.*``, ``head_clsf.*``, ``tail_clsf.*``.
 
-Nothing here downloads; :func:`resolve_model_id` is the one network path (ModelScope hub).
+Nothing here downloads; :func:`resolve_model_id` is the one network path (ModelScope hub,
+:mod:`structbert_export.hub`).
 """
 
 from __future__ import annotations
@@ -136,12 +137,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def resolve_model_id(model_id: str, cache_dir: str | Path | None = None) -> Path:
-    """Download a checkpoint from the ModelScope hub (needs network and ``pip install modelscope``)."""
-    try:
-        from modelscope.hub.snapshot_download import snapshot_download
-    except ImportError as exc:  # pragma: no cover - optional extra
-        raise CheckpointError(
-            "--model-id needs the ModelScope hub client: pip install 'structbert-triton[modelscope]'"
-        ) from exc
-    return Path(snapshot_download(model_id, cache_dir=None if cache_dir is None else str(cache_dir)))
+def resolve_model_id(model_id: str, cache_dir: str | Path) -> Path:
+    """A ModelScope hub checkpoint (``owner/name[@revision]``, default revision ``master``) in
+    ``cache_dir``: downloaded once through the ``modelscope`` client, checked against the hub's sha256,
+    reused after (:mod:`structbert_export.hub`)."""
+    from . import hub
+
+    ref, revision = hub.split_ref(model_id)
+    return hub.download(ref, revision or "master", Path(cache_dir))
