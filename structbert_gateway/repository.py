@@ -87,6 +87,15 @@ class RepositoryInfo:
     def precision(self, task: str) -> str:
         return str(self.manifest.get(task, {}).get("precision", "unknown"))
 
+    def checkpoint(self, model: str) -> dict | None:
+        """What ``model`` serves, from the manifest: ``{"checkpoint": what export was given,
+        "synthetic": random weights or not}``; None when not recorded (no local repository, or one
+        exported before the fact was recorded)."""
+        for entry in self.manifest.values():
+            if isinstance(entry, dict) and model in entry.get("models", ()) and "synthetic" in entry:
+                return {"checkpoint": str(entry.get("checkpoint", "")), "synthetic": bool(entry["synthetic"])}
+        return None
+
     def source(self, encoder: str) -> str:
         """The checkpoint an encoder was exported from (its folder name), if recorded."""
         if self.path is None:

@@ -1,7 +1,7 @@
 """A loopback stand-in for the ModelScope hub: the routes the real ``modelscope`` client calls to
 download a snapshot (``MODELSCOPE_ENDPOINT`` points it here), serving checkpoint directories in
 ModelScope's layout, with faults on demand: ``500`` (every API answer), ``hang`` (the listing
-never answers), ``truncate`` (the weights file is cut short after its headers promised all of it)
+never answers), ``hang-file`` (the listing answers, the files never come), ``truncate`` (the weights file is cut short after its headers promised all of it)
 and ``corrupt`` (right length, wrong bytes: only the sha256 check can tell).
 
 Routes (modelscope 1.40 / modelscope-hub 0.5):
@@ -110,6 +110,9 @@ class StandInHub:
             file = files.get(query["FilePath"])
             if file is None:
                 return self._json(h, 404, f"{query['FilePath']} not found")
+            if self.fault == "hang-file":  # the listing answered; the bytes never come
+                self.release.wait(120)
+                return None
             data = file.read_bytes()
             weights = file.name.endswith((".bin", ".safetensors"))
             if weights and self.fault == "truncate":  # promise all of it, send half, close

@@ -31,16 +31,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checkpoint import CheckpointError
-
 log = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://www.modelscope.cn"
 MARKER = ".structbert-hub.json"
 
 
-class HubError(CheckpointError):
-    """The hub could not give this checkpoint; the message says why in one sentence."""
+class HubError(ValueError):
+    """The hub could not give this checkpoint; the message says why in one sentence. (A ValueError,
+    not a CheckpointError: this module is the download child's ``__main__`` and imports no torch.)"""
 
     def __init__(self, message: str, *, unreachable: bool = False):
         super().__init__(message)
@@ -149,31 +148,39 @@ def _bytes_in(folder: Path) -> int:
     return total
 
 
-def _run_client(model_id: str, revision: str, staging: Path, cache: Path, stall_s: float) -> None:
-    """``modelscope``'s snapshot_download in a child process, stopped when no byte arrives for ``stall_s``."""
+def _run_client(model_id: str, revision: str, staging: Path, cache: Path, stall_s: float,
+                startup_s: float = 120.0) -> None:
+    """``modelscope``'s snapshot_download in a child process, stopped when no byte arrives for
+    ``stall_s`` once the client is imported (``startup_s`` for the import itself)."""
     error_file = staging.parent / f"{staging.name}.error"
+    started = staging.parent / f"{staging.name}.started"
     env = {**os.environ, "MODELSCOPE_CACHE": str(Path(cache) / ".modelscope")}
     child = subprocess.Popen([sys.executable, "-m", "structbert_export.hub", model_id, revision, str(staging),
-                              endpoint(), str(error_file)], env=env)
-    last, last_change = -1, time.monotonic()
+                              endpoint(), str(error_file), str(started)], env=env)
+    last, last_change, t0 = -1, time.monotonic(), time.monotonic()
     try:
         while child.poll() is None:
             time.sleep(0.25)
+            if not started.exists():
+                if time.monotonic() - t0 > startup_s:
+                    raise HubError(f"the modelscope client did not start within {startup_s:g} s")
+                last_change = time.monotonic()
+                continue
             now = _bytes_in(staging)
             if now != last:
                 last, last_change = now, time.monotonic()
             elif time.monotonic() - last_change > stall_s:
-                child.kill()
-                child.wait()
                 raise HubError(f"the download of {model_id}@{revision} stalled: no data for {stall_s:g} s")
         if child.returncode != 0:
             detail = error_file.read_text().strip() if error_file.is_file() else f"exit code {child.returncode}"
-            raise HubError(f"the download of {model_id}@{revision} failed: {detail.splitlines()[0][:300]}")
+            detail = "; ".join(line.strip() for line in detail.splitlines() if line.strip())
+            raise HubError(f"the download of {model_id}@{revision} failed: {detail[:400]}")
     finally:
         if child.poll() is None:
             child.kill()
             child.wait()
         error_file.unlink(missing_ok=True)
+        started.unlink(missing_ok=True)
 
 
 def download(model_id: str, revision: str, cache: Path, *, stall_s: float | None = None) -> Path:
@@ -213,12 +220,13 @@ def download(model_id: str, revision: str, cache: Path, *, stall_s: float | None
 
 
 def _child(argv: list[str]) -> int:
-    model_id, revision, staging, hub, error_file = argv
+    model_id, revision, staging, hub, error_file, started = argv
     try:
         from modelscope.hub.snapshot_download import snapshot_download
     except ImportError:
         Path(error_file).write_text("the modelscope client is not installed: pip install 'structbert-triton[modelscope]'")
         return 3
+    Path(started).touch()
     try:
         snapshot_download(model_id, revision=revision, local_dir=staging, endpoint=hub)
     except Exception as exc:  # the parent reports it in one line

