@@ -24,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -99,14 +100,36 @@ def cached(cache: Path, model_id: str, revision: str) -> Path | None:
     return entry
 
 
+def _get_bounded(url: str, timeout_s: float) -> bytes:
+    """GET ``url`` within ``timeout_s`` all told. The socket timeout does not cover the name lookup
+    (getaddrinfo can block for tens of seconds on a machine whose DNS server is unreachable), so the
+    request runs in a daemon thread that is abandoned when late."""
+    result: dict = {}
+
+    def fetch() -> None:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+                result["body"] = resp.read()
+        except BaseException as exc:  # handed to the caller
+            result["error"] = exc
+
+    worker = threading.Thread(target=fetch, daemon=True, name="hub-probe")
+    worker.start()
+    worker.join(timeout_s + 0.5)
+    if worker.is_alive():
+        raise TimeoutError(f"timed out after {timeout_s:g} s")
+    if "error" in result:
+        raise result["error"]
+    return result["body"]
+
+
 def list_files(model_id: str, revision: str, *, timeout_s: float | None = None) -> list[HubFile]:
     """The hub's file list of ``model_id@revision`` (one request, bounded): the probe."""
     timeout_s = probe_timeout_s() if timeout_s is None else timeout_s
     query = urllib.parse.urlencode({"Revision": revision, "Recursive": "True"})
     url = f"{endpoint()}/api/v1/models/{model_id}/repo/files?{query}"
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as resp:
-            body = json.loads(resp.read())
+        body = json.loads(_get_bounded(url, timeout_s))
     except urllib.error.HTTPError as exc:
         kind = "does not have" if exc.code == 404 else f"answered HTTP {exc.code} for"
         raise HubError(f"the hub {endpoint()} {kind} {model_id}@{revision}", unreachable=exc.code >= 500) from exc
