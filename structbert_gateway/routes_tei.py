@@ -144,7 +144,7 @@ def _info(gw: Gateway) -> dict:
     served = [m for m in api.PUBLIC_MODELS if m in gw.served]
     if api.TEXT_EMBEDDING.name in gw.served:
         primary, task, encoder = api.TEXT_EMBEDDING.name, "embedding", "embedding_encoder"
-        model_type: dict = {"embedding": {"pooling": "mean"}}
+        model_type: dict = {"embedding": {"pooling": repo.export_meta(encoder).get("pooling", "mean")}}
     elif api.RERANKING.name in gw.served:
         primary, task, encoder = api.RERANKING.name, "reranking", "reranker"
         model_type = {"reranker": {"id2label": {}, "label2id": {}}}

@@ -182,7 +182,7 @@ EMBEDDING = Family(
     ),
     checkpoint=HubCheckpoint(
         "damo/nlp_corom_sentence-embedding_chinese-base", "master",
-        "BertModel (bert.*); ModelScope's pipeline pools [CLS], this exporter mean-pools", 400,
+        "BertModel (bert.*), pooled at [CLS] as ModelScope's sentence-embedding pipeline does", 400,
         "modelscope tests/pipelines/test_sentence_embedding.py; models/nlp/bert/sentence_embedding.py docstring"),
     offline=MINILM)
 PAIR_CLASSIFICATION = Family(

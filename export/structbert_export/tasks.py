@@ -169,6 +169,7 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
         "precision": req.precision, "format": req.format, "flavour": opts.flavour, "attention": req.attention,
         "device": device, "onnx": onnx_versions, "container": release().image if opts.flavour == "native" else None,
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
+        **({"pooling": checkpoint.pooling} if family == "embedding" else {}),
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
                        "min_cosine": report.min_cosine, "min_argmax_agreement": report.min_argmax_agreement},
         # issue 17: INT8 recipe, calibration set and rows, float32 layers; real-text validation set

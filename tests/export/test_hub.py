@@ -183,3 +183,34 @@ def test_the_reuse_key_changes_with_the_checkpoint_the_exporter_and_the_options(
     assert key != reuse_key(source, "fp32", "onnx", ServingOptions(), "another exporter")
     (ckpt / "pytorch_model.bin").write_bytes(b"new weights")
     assert key != reuse_key(source, "fp32", "onnx", ServingOptions(), exporter)
+
+
+def test_a_modelscope_sentence_embedding_checkpoint_is_pooled_at_cls_as_modelscope_does(tiny_checkpoint, tmp_path,
+                                                                                          cache_root):
+    """ModelScope's BertForSentenceEmbedding (CoROM, the registry's embedding checkpoint) pools the
+    last hidden state at [CLS] unless configuration.json says otherwise; the exported graph does the
+    same (reference: transformers' BertModel, computed here)."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import BertModel
+
+    from structbert_export.checkpoint import load_checkpoint
+    from tests.conftest import export_repo
+
+    published = modelscope_layout(tiny_checkpoint, tmp_path / "published")
+    assert load_checkpoint(published).pooling == "cls"
+    assert load_checkpoint(tiny_checkpoint).pooling == "mean"  # the project's synthetic checkpoints: mean
+    repo = export_repo(tmp_path / "repo", task="embedding", model_dir=published)
+    version = repo / "embedding_encoder" / "1"
+    assert json.loads((version / "export.json").read_text())["pooling"] == "cls"
+
+    ids = np.array([[101, 791, 1921, 1921, 3698, 2523, 1962, 102], [101, 1962, 102, 0, 0, 0, 0, 0]], dtype=np.int64)
+    mask = (ids != 0).astype(np.int64)
+    got = ort.InferenceSession(str(version / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, {"INPUT_IDS": ids, "ATTENTION_MASK": mask, "TOKEN_TYPE_IDS": np.zeros_like(ids)})[0]
+    bert = BertModel.from_pretrained(str(tiny_checkpoint), add_pooling_layer=False).eval()
+    with torch.no_grad():
+        cls = bert(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state[:, 0]
+    want = torch.nn.functional.normalize(cls, dim=-1).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-4)
