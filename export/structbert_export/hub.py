@@ -232,6 +232,10 @@ def download(model_id: str, revision: str, cache: Path, *, stall_s: float | None
         (staging / MARKER).write_text(json.dumps({
             "model_id": model_id, "revision": revision, "endpoint": endpoint(),
             "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in files]}, indent=2))
+        if entry.exists() and cached(cache, model_id, revision) is None:  # damaged since: replaced whole
+            stale = entry.with_name(f".{revision}.stale-{os.getpid()}")
+            entry.rename(stale)
+            shutil.rmtree(stale, ignore_errors=True)
         try:
             staging.rename(entry)
         except OSError:

@@ -65,6 +65,11 @@ def test_download_checks_and_caches_then_reuses_without_a_request(hub, tmp_path)
     assert hubmod.download(MODEL_ID, "master", cache) == entry
     assert len(hub.requests) == before  # the second run asks nothing
 
+    (entry / "vocab.txt").write_text("[PAD]\n")  # damaged after the download: fetched again, whole
+    assert hubmod.download(MODEL_ID, "master", cache) == entry
+    assert len(hub.downloads()) == 10 and load_checkpoint(entry).config.hidden_size == 64
+    assert (entry / "vocab.txt").stat().st_size > 100
+
 
 @pytest.mark.parametrize("fault, message", [
     ("500", "answered HTTP 500"),
