@@ -162,7 +162,8 @@ def test_every_family_names_a_real_checkpoint_and_tasks_shows_it(capsys):
     assert set(rows) == set(FAMILIES)
     for task, family in FAMILIES.items():
         ck = family.checkpoint
-        assert ck is not None and ck.model_id.split("/")[0] in ("damo", "iic") and ck.revision and ck.head, task
+        assert ck is not None, f"{task}: the registry names no real checkpoint (families.HubCheckpoint, docs/models.md)"
+        assert ck.model_id.split("/")[0] in ("damo", "iic") and ck.revision and ck.head and ck.verified, task
         assert rows[task].split()[:4] == [task, family.checkpoint_env, ",".join(m.name for m in family.public),
                                           f"{ck.model_id}@{ck.revision}"]
     assert FAMILIES["pair-classification"].checkpoint.model_id == "iic/nlp_structbert_sentence-similarity_chinese-large"
