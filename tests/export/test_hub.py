@@ -220,3 +220,30 @@ def test_a_modelscope_sentence_embedding_checkpoint_is_pooled_at_cls_as_modelsco
         cls = bert(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask)).last_hidden_state[:, 0]
     want = torch.nn.functional.normalize(cls, dim=-1).numpy()
     np.testing.assert_allclose(got, want, atol=1e-4)
+
+
+@pytest.mark.parametrize("files, pooling", [
+    ({"1_Pooling/config.json": {"pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False,
+                                "include_prompt": True}}, "cls"),
+    ({"1_Pooling/config.json": {"pooling_mode_mean_tokens": True}}, "mean"),
+    ({"1_Pooling/config.json": {"pooling_mode_max_tokens": True}}, "error"),
+    ({"configuration.json": {"task": "sentence-embedding", "model": {"type": "bert", "emb_pooler_type": "avg"}}},
+     "mean"),
+    ({"configuration.json": {"task": "sentence-embedding", "model": {"emb_pooler_type": "avg_top2"}}}, "error"),
+    ({"configuration.json": {"task": "sentence-similarity"}}, "mean"),
+])
+def test_the_checkpoint_says_how_it_pools(tiny_checkpoint, tmp_path, files, pooling):
+    from structbert_export.checkpoint import CheckpointError, load_checkpoint
+
+    ckpt = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoint, ckpt)
+    (ckpt / "configuration.json").unlink()
+    for name, content in files.items():
+        (ckpt / name).parent.mkdir(exist_ok=True)
+        (ckpt / name).write_text(json.dumps(content))
+    loaded = load_checkpoint(ckpt)
+    if pooling == "error":
+        with pytest.raises(CheckpointError, match="pooling .* is not supported"):
+            _ = loaded.pooling
+    else:
+        assert loaded.pooling == pooling
