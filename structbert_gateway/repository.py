@@ -87,14 +87,23 @@ class RepositoryInfo:
     def precision(self, task: str) -> str:
         return str(self.manifest.get(task, {}).get("precision", "unknown"))
 
+    def checkpoint(self, model: str) -> dict | None:
+        """What ``model`` serves, from the manifest: ``{"checkpoint": what export was given,
+        "synthetic": random weights or not}``; None when not recorded (no local repository, or one
+        exported before the fact was recorded)."""
+        for entry in self.manifest.values():
+            if isinstance(entry, dict) and model in entry.get("models", ()) and "synthetic" in entry:
+                return {"checkpoint": str(entry.get("checkpoint", "")), "synthetic": bool(entry["synthetic"])}
+        return None
+
+    def export_meta(self, encoder: str) -> dict:
+        """The encoder's ``export.json`` (empty when not local or not there)."""
+        meta = self.path / encoder / "1" / "export.json" if self.path is not None else None
+        return json.loads(meta.read_text()) if meta is not None and meta.is_file() else {}
+
     def source(self, encoder: str) -> str:
         """The checkpoint an encoder was exported from (its folder name), if recorded."""
-        if self.path is None:
-            return ""
-        meta = self.path / encoder / "1" / "export.json"
-        if not meta.is_file():
-            return ""
-        return Path(str(json.loads(meta.read_text()).get("source", ""))).name
+        return Path(str(self.export_meta(encoder).get("source", ""))).name if self.export_meta(encoder) else ""
 
     def tokenizer(self, model: str):
         """The server's own ``tokenizer.json`` for ``model`` (no truncation, no padding), or None when

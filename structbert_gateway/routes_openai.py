@@ -32,7 +32,8 @@ def router(served: set[str]) -> APIRouter:
     async def models(request: Request):
         gw = gateway_of(request)
         return json_response({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "structbert-triton"}
+            {"id": name, "object": "model", "created": 0, "owned_by": "structbert-triton",
+             **(gw.repo.checkpoint(name) or {})}  # "synthetic": true marks random weights
             for name in api.PUBLIC_MODELS if name in gw.served]})
 
     if api.TEXT_EMBEDDING.name in served:

@@ -144,7 +144,7 @@ def _info(gw: Gateway) -> dict:
     served = [m for m in api.PUBLIC_MODELS if m in gw.served]
     if api.TEXT_EMBEDDING.name in gw.served:
         primary, task, encoder = api.TEXT_EMBEDDING.name, "embedding", "embedding_encoder"
-        model_type: dict = {"embedding": {"pooling": "mean"}}
+        model_type: dict = {"embedding": {"pooling": repo.export_meta(encoder).get("pooling", "mean")}}
     elif api.RERANKING.name in gw.served:
         primary, task, encoder = api.RERANKING.name, "reranking", "reranker"
         model_type = {"reranker": {"id2label": {}, "label2id": {}}}
@@ -157,8 +157,9 @@ def _info(gw: Gateway) -> dict:
         primary, task, encoder = (served[0] if served else ""), "", ""
         model_type = {"classifier": {"id2label": {}, "label2id": {}}}
     info = repo.models.get(primary)
+    marks = {m: repo.checkpoint(m) for m in served}
     return {
-        "model_id": repo.source(encoder) or primary,
+        "model_id": (marks.get(primary) or {}).get("checkpoint") or repo.source(encoder) or primary,
         "model_sha": None,
         "model_dtype": DTYPES.get(repo.precision(task), "unknown") if repo.local else "unknown",
         "model_type": model_type,
@@ -171,4 +172,6 @@ def _info(gw: Gateway) -> dict:
         "tokenization_workers": info.instances if info else 1,
         "version": __version__,
         "served_models": served,
+        "synthetic": (marks.get(primary) or {}).get("synthetic"),
+        "synthetic_models": [m for m, mark in marks.items() if mark and mark["synthetic"]],
     }

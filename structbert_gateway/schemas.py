@@ -71,6 +71,8 @@ class ModelCard(BaseModel):
     object: Literal["model"] = "model"
     created: int = 0
     owned_by: str = "structbert-triton"
+    checkpoint: str | None = Field(None, description="the checkpoint exported (hub id@revision, folder or synthetic)")
+    synthetic: bool | None = Field(None, description="true: random weights, the answers carry no meaning")
 
 
 class ModelList(BaseModel):
@@ -157,6 +159,9 @@ class Info(BaseModel):
     tokenization_workers: int
     version: str
     served_models: list[str] = Field(default_factory=list, description="this server's public Triton models")
+    synthetic: bool | None = Field(None, description="model_id is a random-weight (synthetic) checkpoint")
+    synthetic_models: list[str] = Field(default_factory=list,
+                                        description="served models whose weights are random (answers mean nothing)")
 
 
 # -- Cohere / Jina rerank -----------------------------------------------------------------------------

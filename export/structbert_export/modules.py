@@ -45,13 +45,23 @@ class MeanPooling(nn.Module):
         return mean / mean.norm(p=2, dim=-1, keepdim=True).clamp(min=1e-12)
 
 
-class MeanPooledEncoder(nn.Module):
-    """INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS -> EMBEDDING (L2-normalised mean pooling)."""
+class ClsPooling(nn.Module):
+    """The last hidden state at [CLS] (no MLP pooler), in float32, L2-normalised: ModelScope's
+    sentence-embedding ``emb_pooler_type="cls"`` (CoROM)."""
 
-    def __init__(self, bert: BertModel):
+    def forward(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        first = hidden[:, 0].float()
+        return first / first.norm(p=2, dim=-1, keepdim=True).clamp(min=1e-12)
+
+
+class MeanPooledEncoder(nn.Module):
+    """INPUT_IDS, ATTENTION_MASK, TOKEN_TYPE_IDS -> EMBEDDING (L2-normalised mean pooling, or the
+    [CLS] state for checkpoints that pool that way: ``Checkpoint.pooling``)."""
+
+    def __init__(self, bert: BertModel, pooling: str = "mean"):
         super().__init__()
         self.bert = bert
-        self.pooling = MeanPooling()
+        self.pooling = ClsPooling() if pooling == "cls" else MeanPooling()
 
     def forward(self, input_ids, attention_mask, token_type_ids):
         hidden = self.bert(
@@ -171,7 +181,7 @@ FP32_SCOPES: dict[str, tuple[str, ...]] = {"embedding": ("/pooling/",)}
 
 
 def _mean_pooled(checkpoint: Checkpoint, attention: str = "eager") -> nn.Module:
-    return MeanPooledEncoder(build_bert(checkpoint, attention=attention)).eval()
+    return MeanPooledEncoder(build_bert(checkpoint, attention=attention), checkpoint.pooling).eval()
 
 
 # EncoderSpec.module -> the module export traces

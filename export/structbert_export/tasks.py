@@ -65,6 +65,32 @@ class ExportRequest:
     contradiction_index: int | None = None
     relevance_index: int | None = None  # reranking: the relevant label (default: see reranking.relevance_index)
     max_passages: int = MAX_PASSAGES  # reranking: passages per query
+    checkpoint_label: str = ""  # what is served, for the manifest (default: the id, folder or synthetic size)
+    reuse_key: str = ""  # structbert_triton.prepare: the export is reused while this is unchanged
+
+
+def is_synthetic(req: ExportRequest) -> bool:
+    """Random weights: ``--synthetic``, or a directory the synthetic builder wrote (its
+    ``configuration.json`` says ``"synthetic": true``)."""
+    if req.synthetic:
+        return True
+    if req.model_dir:
+        meta = Path(req.model_dir) / "configuration.json"
+        try:
+            return bool(meta.is_file() and json.loads(meta.read_text()).get("synthetic"))
+        except ValueError:
+            return False
+    return False
+
+
+def checkpoint_label(req: ExportRequest) -> str:
+    if req.checkpoint_label:
+        return req.checkpoint_label
+    if req.model_id:
+        return req.model_id
+    if req.model_dir:
+        return str(Path(req.model_dir).expanduser().resolve())
+    return f"synthetic-{req.synthetic} (seed {req.seed})"
 
 
 def cache_dir() -> Path:
@@ -138,10 +164,12 @@ def export_encoder(req: ExportRequest, checkpoint: Checkpoint, opts: ServingOpti
         copy_python_model(model_dir, "encoder")
     pbtxt.write(model_dir, config)
     write_json(version / "export.json", {
-        "task": req.task, "family": family, "source": str(checkpoint.path), "synthetic": bool(req.synthetic),
+        "task": req.task, "family": family, "source": str(checkpoint.path), "synthetic": is_synthetic(req),
+        "checkpoint": checkpoint_label(req),
         "precision": req.precision, "format": req.format, "flavour": opts.flavour, "attention": req.attention,
         "device": device, "onnx": onnx_versions, "container": release().image if opts.flavour == "native" else None,
         "max_seq_length": checkpoint.max_seq_length, "hidden_size": checkpoint.config.hidden_size,
+        **({"pooling": checkpoint.pooling} if family == "embedding" else {}),
         "validation": {"passed": report.passed, "max_abs_diff": report.max_abs_diff,
                        "min_cosine": report.min_cosine, "min_argmax_agreement": report.min_argmax_agreement},
         # issue 17: INT8 recipe, calibration set and rows, float32 layers; real-text validation set
@@ -301,7 +329,10 @@ def update_manifest(out: Path, req: ExportRequest, opts: ServingOptions, models:
     manifest = out / "structbert_manifest.json"
     data = json.loads(manifest.read_text()) if manifest.is_file() else {}
     data[req.task] = {"models": models, "precision": req.precision, "format": req.format,
-                      "flavour": opts.flavour, "device": opts.device}
+                      "flavour": opts.flavour, "device": opts.device,
+                      # what the models serve: the gateway's /v1/models and /info mark synthetic ones
+                      "checkpoint": checkpoint_label(req), "synthetic": is_synthetic(req),
+                      **({"reuse_key": req.reuse_key} if req.reuse_key else {})}
     tmp = manifest.with_name(manifest.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, manifest)
