@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from structbert_client import __version__, api
 
-from . import routes_cohere, routes_models, routes_openai, routes_own, routes_tei
+from . import routes_cohere, routes_docs, routes_models, routes_openai, routes_own, routes_tei
 from .backend import TritonBackend
 from .errors import ApiError, install_handlers
 from .middleware import GuardMiddleware, Metrics, MetricsMiddleware
@@ -80,7 +80,8 @@ def create_app(options: GatewayOptions, served: set[str], repo: RepositoryInfo |
             await gw.backend.close()
 
     app = FastAPI(title="structbert-triton gateway", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # routes_docs serves them, without a CDN
+    routes_docs.install(app, app.title)
     paths = {"/metrics"}
     routers = [module.router(served) for module in (routes_openai, routes_cohere, routes_tei, routes_own)]
     routers.append(routes_models.router(served, options.default_model))
