@@ -22,7 +22,7 @@ from structbert_client import api
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-EXAMPLES = 8  # per route and mode (a model root's probes: 2): ~550 requests in all
+EXAMPLES = 8  # per route and mode (a model root's probes: 2): ~370 requests in all
 ROUTES = [("POST", p) for p in ("/v1/embeddings", "/v1/rerank", "/embed", "/rerank", "/similarity", "/predict",
                                 "/v1/classify", "/v1/extract", "/v1/embed", "/v2/embed", "/v2/rerank", "/")] + \
          [("GET", p) for p in ("/v1/models", "/v1/models/{model}", "/info", "/health", "/metrics")] + \

@@ -245,3 +245,18 @@ def test_model_health_probes_need_no_key_and_ask_for_that_model():
         assert c.get("/models/text_embedding/health").status_code == 503
         assert c.get("/models/reranking/info").status_code == 401
     assert seen == [["reranking"], ["text_embedding"]]
+
+
+def test_docs_and_playground_load_nothing_from_outside():
+    import re
+
+    with client(StuckBackend(), api_key="s3cret") as c:  # the pages need no key
+        for page in ("/docs", "/redoc", "/playground"):
+            html = c.get(page)
+            assert html.status_code == 200 and "text/html" in html.headers["content-type"], page
+            urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+            assert urls and all(u.startswith("/") for u in urls), (page, urls)
+            for url in urls:
+                if url.startswith("/static/"):
+                    assert c.get(url).status_code == 200, url
+        assert "/docs" not in c.get("/openapi.json").json()["paths"]
