@@ -71,7 +71,7 @@ def test_text_classification_matches_pytorch_and_ignores_its_batch(tiny_client, 
     import torch
 
     model, tokenizer = load_classifier(text_classification_checkpoint)
-    texts = sample_texts(5) + [sample_texts()[-1]]  # the last over the maximum length: truncated
+    texts = [*sample_texts(5), sample_texts()[-1]]  # the last over the maximum length: truncated
     got = tiny_client.text_classify(texts)
     for text, probs in zip(texts, got):
         enc = tokenizer(text, truncation=True, max_length=512, return_tensors="pt")
