@@ -84,6 +84,15 @@ def test_cohere_v2_embed_every_type(cohere_v2, sdk):
     assert list(got.texts) == texts
 
 
+def test_cohere_v1_rerank(cohere_v1, sdk):
+    query, docs = "这家酒店的服务怎么样", sample_texts(3)
+    want = {r["index"]: r["score"] for r in sdk.rerank(query, docs)}
+    got = cohere_v1.rerank(model="reranking", query=query, documents=docs, top_n=2, return_documents=True)
+    assert [r.index for r in got.results] == sorted(want, key=lambda i: -want[i])[:2]
+    for r in got.results:
+        assert r.relevance_score == pytest.approx(want[r.index], abs=1e-7) and r.document.text == docs[r.index]
+
+
 def test_cohere_v2_rerank(cohere_v2, sdk):
     query, docs = "这家酒店的服务怎么样", sample_texts(4)
     want = {r["index"]: r["score"] for r in sdk.rerank(query, docs)}
