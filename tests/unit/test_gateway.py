@@ -260,3 +260,16 @@ def test_docs_and_playground_load_nothing_from_outside():
                 if url.startswith("/static/"):
                     assert c.get(url).status_code == 200, url
         assert "/docs" not in c.get("/openapi.json").json()["paths"]
+
+
+def test_without_fastapi_offline_the_docs_say_what_is_missing_and_the_api_works(monkeypatch):
+    """The container's gateway packages are pinned apart (container_release.json): a gateway without
+    the docs' asset package must still start and serve every route."""
+    from structbert_gateway import routes_docs
+
+    monkeypatch.setattr(routes_docs, "docs_assets", lambda: None)
+    with client(StuckBackend()) as c:
+        docs = c.get("/docs")
+        assert docs.status_code == 503 and "fastapi-offline" in docs.text
+        assert c.get("/playground").status_code == 200
+        assert c.get("/v1/models").status_code == 200
