@@ -12,17 +12,17 @@ import pytest
 
 from tests.conftest import jsonl, make_client
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
+NO_BROWSER = ("no headless browser here: the playground test needs Debian's chromium and chromium-driver "
+              "(apt-get install chromium chromium-driver; .ci/run installs them)")
+
+# a module-level skip: no server is started for nothing where there is no browser
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.skipif(not (CHROMIUM and DRIVER), reason=NO_BROWSER)]
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if not (CHROMIUM and DRIVER):
-        pytest.skip("no headless browser here: the playground test needs Debian's chromium and chromium-driver "
-                    "(apt-get install chromium chromium-driver; .ci/run installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
