@@ -28,14 +28,18 @@ from .state import TEI_ERRORS, Gateway, attach_error_models, gateway_of, json_re
 
 ERRORS = attach_error_models(TEI_ERRORS, TEIError)
 DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
-# the task family (structbert_triton.families) and encoder behind each public model, for /info
-SOURCES = {api.TEXT_EMBEDDING.name: ("embedding", "embedding_encoder"),
-           api.SENTENCE_SIMILARITY.name: ("embedding", "embedding_encoder"),
-           api.PAIR_CLASSIFICATION.name: ("pair-classification", "pair_classifier"),
-           api.TEXT_CLASSIFICATION.name: ("text-classification", "text_classifier"),
-           api.ZERO_SHOT_CLASSIFICATION.name: ("zero-shot", "zero_shot_classifier"),
-           api.INFORMATION_EXTRACTION.name: ("uie", "uie_encoder"),
-           api.RERANKING.name: ("reranking", "reranker")}
+
+
+def source_of(model: str) -> tuple[str, str]:
+    """(task family, its first encoder's Triton name) behind a public model, from the registry."""
+    from structbert_export.specs import spec_for
+    from structbert_triton.families import family_of_model
+
+    try:
+        family = family_of_model(model)
+    except ValueError:
+        return "", ""
+    return family.task, spec_for(family.encoders[0]).triton_name
 
 
 def predict_rows(inputs) -> tuple[str, list, bool]:
@@ -212,7 +216,7 @@ def info(gw: Gateway, model: str | None = None) -> dict:
     if model is None:
         model = next((m for m in (api.TEXT_EMBEDDING.name, api.RERANKING.name, api.PAIR_CLASSIFICATION.name)
                       if m in gw.served), served[0] if served else "")
-    task, encoder = SOURCES.get(model, ("", ""))
+    task, encoder = source_of(model)
     details = repo.models.get(model)
     return {
         "model_id": repo.source(encoder) or model,
