@@ -13,7 +13,7 @@ from structbert_client import api
 
 from . import embedding_types, scores
 from .errors import ApiError
-from .schemas import (
+from .schemas_cohere import (
     CohereEmbedRequest,
     CohereEmbedResponse,
     CohereEmbedV2Request,
