@@ -13,7 +13,7 @@ from starlette.responses import Response
 
 from structbert_client import __version__, api
 
-from . import routes_openai, routes_own, routes_tei
+from . import routes_cohere, routes_docs, routes_models, routes_openai, routes_own, routes_tei
 from .backend import TritonBackend
 from .errors import ApiError, install_handlers
 from .middleware import GuardMiddleware, Metrics, MetricsMiddleware
@@ -23,10 +23,12 @@ from .state import Gateway
 
 log = logging.getLogger(__name__)
 
-DESCRIPTION = """OpenAI-, text-embeddings-inference- and Cohere/Jina-compatible HTTP API in front of
-structbert-triton's Triton model repository (gRPC behind). Errors: OpenAI style
-`{"error": {"message", "type", "param", "code"}}` on `/v1/*`, TEI style `{"error", "error_type"}` on
-TEI's routes. Overload is 429 (retry later), a down server 503, a timeout 504."""
+DESCRIPTION = """OpenAI-, text-embeddings-inference-, Cohere- and Jina-compatible HTTP API in front of
+structbert-triton's Triton model repository; every model also answers at its own root `/models/{model}`
+(Hugging Face's inference API pattern). Errors: OpenAI style `{"error": {"message", "type", "param",
+"code"}}` on `/v1/*`, TEI style `{"error", "error_type"}` on TEI's routes and the model roots, Cohere
+style `{"message"}` on `/v1/embed` and `/v2/*`. Overload is 429 (retry later), a down server 503, a
+timeout 504. Try the pipelines at [/playground](/playground)."""
 
 
 async def discover(options: GatewayOptions, repo: RepositoryInfo) -> set[str]:
@@ -78,10 +80,12 @@ def create_app(options: GatewayOptions, served: set[str], repo: RepositoryInfo |
             await gw.backend.close()
 
     app = FastAPI(title="structbert-triton gateway", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)  # routes_docs serves them, without a CDN
+    routes_docs.install(app, app.title)
     paths = {"/metrics"}
-    for module in (routes_openai, routes_tei, routes_own):
-        router = module.router(served)
+    routers = [module.router(served) for module in (routes_openai, routes_cohere, routes_tei, routes_own)]
+    routers.append(routes_models.router(served, options.default_model))
+    for router in routers:
         paths |= {route.path for route in router.routes}
         app.include_router(router)
     install_handlers(app)

@@ -76,6 +76,12 @@ def _str(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
+def _label_probs(model: api.PublicModel, parts: list[dict[str, np.ndarray]]) -> list[dict[str, float]]:
+    probs_name, labels_name = model.outputs
+    return [{_str(label): float(p) for label, p in zip(labels, probs)}
+            for part in parts for probs, labels in zip(part[probs_name], part[labels_name])]
+
+
 class TritonBackend:
     """The public pipelines, called over gRPC."""
 
@@ -97,7 +103,7 @@ class TritonBackend:
         self._stubs = itertools.cycle([service_pb2_grpc.GRPCInferenceServiceStub(c) for c in self._channels])
         self._clients = [grpc_aio.InferenceServerClient(url, channel_args=_CHANNEL_ARGS)]  # health, metadata
         self._next = itertools.cycle(self._clients)
-        self._ready_cache: tuple[float, bool] = (0.0, False)
+        self._ready_cache: dict[tuple[str, ...], tuple[float, bool]] = {}  # models -> (when, ready)
         self._http = None
         if http_url:
             from .http_transport import HttpTransport
@@ -183,13 +189,19 @@ class TritonBackend:
         """``{label: probability}`` per pair, in the checkpoint's label order (``pair_classification``)."""
         model = api.PAIR_CLASSIFICATION
         a, b = model.inputs
-        probs_name, labels_name = model.outputs
         parts = await self._chunked(
             model.name, len(texts_a),
             lambda s: {a: texts_array(texts_a[s], fields[0], s.start), b: texts_array(texts_b[s], fields[1], s.start)},
             model.outputs, {a: fields[0], b: fields[1]})
-        return [{_str(label): float(p) for label, p in zip(labels, probs)}
-                for part in parts for probs, labels in zip(part[probs_name], part[labels_name])]
+        return _label_probs(model, parts)
+
+    async def text_classify(self, texts: Sequence[str], field: str) -> list[dict[str, float]]:
+        """``{label: probability}`` per text, in the checkpoint's label order (``text_classification``)."""
+        model = api.TEXT_CLASSIFICATION
+        (tensor,) = model.inputs
+        parts = await self._chunked(model.name, len(texts), lambda s: {tensor: texts_array(texts[s], field, s.start)},
+                                    model.outputs, {tensor: field})
+        return _label_probs(model, parts)
 
     async def rerank(self, query: str, passages: Sequence[str], fields: tuple[str, str]
                      ) -> tuple[list[float], list[float]]:
@@ -258,7 +270,8 @@ class TritonBackend:
 
     async def is_ready(self, models: Sequence[str], cache_s: float = 0.5) -> bool:
         """Server ready and every one of ``models`` ready (cached briefly: probes may come often)."""
-        at, value = self._ready_cache
+        key = tuple(models)
+        at, value = self._ready_cache.get(key, (0.0, False))
         if time.monotonic() - at < cache_s:
             return value
         try:
@@ -267,11 +280,11 @@ class TritonBackend:
                 ok = set(models) <= await asyncio.wait_for(self.ready_models(models), 5)
         except Exception:
             ok = False
-        self._ready_cache = (time.monotonic(), ok)
+        self._ready_cache[key] = (time.monotonic(), ok)
         return ok
 
     def forget_readiness(self) -> None:
-        self._ready_cache = (0.0, False)
+        self._ready_cache.clear()
 
     async def output_dims(self, model: str, output: str) -> list[int]:
         try:

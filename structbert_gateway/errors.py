@@ -1,7 +1,9 @@
 """Every failure the caller sees, in one place: which kind it is, its HTTP status, and its body.
 
-Two body styles, chosen by the route: OpenAI's ``{"error": {"message", "type", "param", "code"}}``
-(``/v1/*``) and text-embeddings-inference's ``{"error", "error_type"}`` (TEI's routes). Kinds:
+Three body styles, chosen by the route: OpenAI's ``{"error": {"message", "type", "param", "code"}}``
+(``/v1/*``), text-embeddings-inference's ``{"error", "error_type"}`` (TEI's routes, every model's own
+root ``/models/{model}`` and ``POST /``) and Cohere's ``{"message"}`` (``/v1/embed``, ``/v2/*``, with
+OpenAI's status codes, which Cohere's SDKs map to their error classes). Kinds:
 
 =============  ===========  ===========  ==============================================
 kind           OpenAI       TEI          from
@@ -39,7 +41,8 @@ from structbert_client.errors import (
 
 log = logging.getLogger(__name__)
 
-TEI_PATHS = frozenset({"/embed", "/rerank", "/similarity", "/predict", "/info", "/health"})
+TEI_PATHS = frozenset({"/", "/embed", "/rerank", "/similarity", "/predict", "/info", "/health"})
+COHERE_PATHS = frozenset({"/v1/embed", "/v2/embed", "/v2/rerank"})
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,9 @@ class ApiError(HTTPException):
 
 
 def style_for(path: str) -> str:
-    return "tei" if path in TEI_PATHS else "openai"
+    if path in TEI_PATHS or path.startswith("/models/"):
+        return "tei"
+    return "cohere" if path in COHERE_PATHS else "openai"
 
 
 def status_of(kind: str, path: str) -> int:
@@ -87,8 +92,11 @@ def status_of(kind: str, path: str) -> int:
 
 def error_body(error: ApiError, path: str) -> dict:
     k = KINDS[error.kind]
-    if style_for(path) == "tei":
+    style = style_for(path)
+    if style == "tei":
         return {"error": error.message, "error_type": k.tei_type}
+    if style == "cohere":
+        return {"message": error.message}
     return {"error": {"message": error.message, "type": k.openai_type, "param": error.param, "code": error.code}}
 
 

@@ -10,7 +10,16 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from .errors import ApiError, error_response
 
-OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc"})
+OPEN_PATHS = frozenset({"/health", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc",
+                        "/playground"})
+OPEN_PREFIXES = ("/static/",)  # the docs' and the playground's own assets
+
+
+def is_open(path: str) -> bool:
+    """Probes, the OpenAPI document, the docs and the playground page need no API key (the page's own
+    requests do)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES) or \
+        (path.startswith("/models/") and path.endswith("/health"))
 
 
 class Metrics:
@@ -88,7 +97,7 @@ class GuardMiddleware:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         path = scope["path"]
-        if self.api_key is not None and path not in OPEN_PATHS and scope["method"] != "OPTIONS" \
+        if self.api_key is not None and not is_open(path) and scope["method"] != "OPTIONS" \
                 and not self._authorised(scope):
             return await self._refuse(ApiError("unauthorized", "missing or wrong API key: send the header "
                                                "'Authorization: Bearer <key>'", code="invalid_api_key"),

@@ -28,6 +28,7 @@ class GatewayOptions:
     cors_origins: list[str] = field(default_factory=list)
     startup_timeout_s: float = 300.0  # waiting for Triton when the repository is not local
     triton_headers: dict[str, str] = field(default_factory=dict)
+    default_model: str | None = None  # the model POST / answers for (None: the embedding model)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cors-origin", action="append", default=[], dest="cors_origins",
                    help="allow browser requests from this origin (repeat; '*' for any)")
     p.add_argument("--startup-timeout-s", type=float, default=d.startup_timeout_s)
+    p.add_argument("--default-model", default=None, metavar="MODEL",
+                   help="the model POST / answers for, as a one-model TEI server does (default: text_embedding); "
+                        "every model also answers at /models/MODEL")
 
 
 def from_args(args: argparse.Namespace) -> GatewayOptions:
@@ -74,4 +78,5 @@ def from_args(args: argparse.Namespace) -> GatewayOptions:
                           pool_size=args.pool_size, timeout_s=args.timeout_s, batch_size=args.batch_size,
                           max_client_batch=args.max_client_batch, max_body_bytes=args.max_body_bytes,
                           max_concurrent_requests=args.max_concurrent_requests, api_key=api_key,
-                          cors_origins=list(args.cors_origins), startup_timeout_s=args.startup_timeout_s)
+                          cors_origins=list(args.cors_origins), startup_timeout_s=args.startup_timeout_s,
+                          default_model=args.default_model)

@@ -1,4 +1,5 @@
-"""OpenAI's ``POST /v1/embeddings`` and ``GET /v1/models``; Cohere/Jina's ``POST /v1/rerank``."""
+"""OpenAI's ``POST /v1/embeddings``, ``GET /v1/models`` and ``GET /v1/models/{model}``; Cohere/Jina's
+``POST /v1/rerank``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from .schemas import (
     CohereRerankResponse,
     EmbeddingsRequest,
     EmbeddingsResponse,
+    ModelCard,
     ModelList,
     OpenAIError,
 )
@@ -25,16 +27,28 @@ from .state import OPENAI_ERRORS, Gateway, attach_error_models, gateway_of, json
 ERRORS = attach_error_models(OPENAI_ERRORS, OpenAIError)
 
 
+def _card(gw, name: str) -> dict:
+    """OpenAI's model object, and what the model serves ("synthetic": true marks random weights)."""
+    return {"id": name, "object": "model", "created": 0, "owned_by": "structbert-triton",
+            **(gw.repo.checkpoint(name) or {})}
+
+
 def router(served: set[str]) -> APIRouter:
     r = APIRouter(tags=["OpenAI-compatible"])
 
     @r.get("/v1/models", response_model=ModelList, summary="The public models this server serves")
     async def models(request: Request):
         gw = gateway_of(request)
-        return json_response({"object": "list", "data": [
-            {"id": name, "object": "model", "created": 0, "owned_by": "structbert-triton",
-             **(gw.repo.checkpoint(name) or {})}  # "synthetic": true marks random weights
-            for name in api.PUBLIC_MODELS if name in gw.served]})
+        return json_response({"object": "list", "data": [_card(gw, name) for name in api.PUBLIC_MODELS if name in gw.served]})
+
+    @r.get("/v1/models/{model}", response_model=ModelCard, responses={404: ERRORS[404]},
+           summary="One public model (OpenAI's retrieve); 404 for a model this server does not serve")
+    async def model(model: str, request: Request):
+        gw = gateway_of(request)
+        if model not in gw.served:
+            raise ApiError("not_found", f"The model '{model}' does not exist (GET /v1/models lists this server's "
+                                        "models)", param="model", code="model_not_found")
+        return json_response(_card(gw, model))
 
     if api.TEXT_EMBEDDING.name in served:
         @r.post("/v1/embeddings", response_model=EmbeddingsResponse, responses=ERRORS,

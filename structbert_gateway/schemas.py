@@ -1,7 +1,8 @@
 """Request and response bodies of every route (pydantic; FastAPI turns them into the OpenAPI document).
 
 Shapes follow the APIs they imitate: OpenAI's embeddings and models, text-embeddings-inference's
-``/embed``, ``/rerank``, ``/similarity``, ``/predict`` and ``/info``, Cohere/Jina's ``/v1/rerank``;
+``/embed``, ``/rerank``, ``/similarity``, ``/predict`` and ``/info``, Cohere/Jina's ``/v1/rerank``,
+Cohere's ``/v1/embed``, ``/v2/embed`` and ``/v2/rerank`` in :mod:`structbert_gateway.schemas_cohere`;
 ``/v1/classify`` and ``/v1/extract`` are this project's own. Unknown fields are ignored, as the
 clients of those APIs may send more than this server reads.
 """
@@ -193,6 +194,47 @@ class CohereRerankResponse(BaseModel):
     model: str
     results: list[RerankResult]
     usage: RerankUsage
+
+
+# -- every model's own root (/models/{model}, Hugging Face's inference API bodies) ---------------------
+
+class HFClassificationParameters(_Body):
+    top_k: int | None = Field(None, ge=1, description="Only the k best labels")
+    function_to_apply: Literal["softmax", "sigmoid", "none"] | None = Field(
+        None, description="softmax (the default) only: the server returns probabilities")
+
+
+class HFTextClassificationRequest(_Body):
+    inputs: str | list[str] = Field(examples=["这家酒店的服务很周到，下次还来"])
+    parameters: HFClassificationParameters | None = None
+    truncate: bool | None = None
+    truncation_direction: TruncationDirection = "right"
+
+
+class HFZeroShotParameters(_Body):
+    candidate_labels: list[str] = Field(examples=[["手机", "水果", "书籍"]])
+    multi_label: bool | None = False
+    hypothesis_template: str | None = Field(None, examples=["这篇文章的标题是{}"])
+
+
+class HFZeroShotRequest(_Body):
+    inputs: str = Field(examples=["这款手机拍照效果很好，电池也耐用"])
+    parameters: HFZeroShotParameters
+
+
+class HFLabelScore(BaseModel):
+    label: str
+    score: float
+
+
+class HFExtractParameters(_Body):
+    schema_: dict[str, Any] = Field(alias="schema", examples=[{"人物": None, "组织机构": None}])
+    output_all_prefix: bool = False
+
+
+class HFExtractRequest(_Body):
+    inputs: str | list[str] = Field(examples=["谷口清太郎是名古屋铁道会长"])
+    parameters: HFExtractParameters
 
 
 # -- this project's own -------------------------------------------------------------------------------

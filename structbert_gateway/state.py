@@ -94,6 +94,18 @@ class Gateway:
             raise ApiError("invalid", "truncate: true is not possible: this server was exported with "
                                       "--overlength reject and refuses over-long texts", param="truncate")
 
+    def cut_to_tokens(self, model: str, texts: Sequence[str], limit: int) -> list[str]:
+        """Each text cut after its first ``limit`` tokens (the server's tokenizer, special tokens not
+        counted; Cohere's ``max_tokens_per_doc``, ``max_tokens``). Unchanged without a local tokenizer."""
+        tok = self.repo.tokenizer(model)
+        if tok is None:
+            return list(texts)
+        out = []
+        for text, enc in zip(texts, tok.encode_batch(list(texts), add_special_tokens=False)):
+            offsets = [o for o in enc.offsets if o[1] > o[0]]
+            out.append(text[: offsets[limit - 1][1]] if len(offsets) > limit else text)
+        return out
+
     def prompt_tokens(self, model: str, texts: Sequence) -> int:
         counts = self.repo.count_tokens(model, texts)
         return sum(counts) if counts else 0

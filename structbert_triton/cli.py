@@ -309,7 +309,7 @@ def cmd_serve(args) -> int:
                   file=sys.stderr)
             return 1
     print(f"tritonserver ready: HTTP {server.http_url}  gRPC {server.grpc_url}  metrics {server.metrics_url}\n"
-          + (f"gateway ready: {gateway.url}/v1/embeddings (OpenAI), /embed (TEI), /docs\n" if gateway else "")
+          + (f"gateway ready: {gateway.url}/v1/embeddings (OpenAI), /embed (TEI), /v2/embed (Cohere), /docs, /playground\n" if gateway else "")
           + f"log: {server.log_file}  (Ctrl-C to stop)", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

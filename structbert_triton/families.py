@@ -138,6 +138,19 @@ def _pair_baseline(checkpoint: Path, device: str):
     return lambda p: b.np_softmax(b.pair_logits(model, tok, [p], truncation="longest_first"))
 
 
+def _text_classification_baseline(checkpoint: Path, device: str):
+    b = _baseline()
+    model, tok = b.load_classifier(checkpoint, device)
+
+    def call(p: tuple):
+        import torch
+
+        enc = tok(p[0], truncation=True, max_length=512, return_tensors="pt").to(model.device)
+        with torch.inference_mode():
+            return b.np_softmax(model(**enc).logits.float().cpu().numpy())
+    return call
+
+
 def _zero_shot_baseline(checkpoint: Path, device: str):
     b = _baseline()
     model, tok = b.load_classifier(checkpoint, device)
@@ -198,6 +211,19 @@ PAIR_CLASSIFICATION = Family(
         "iic/nlp_structbert_sentence-similarity_chinese-large", "master",
         "classifier.* over the pooler, 2 labels (\"0\", \"1\")", 1300,
         "docs/models.md (the founding checkpoint; ModelScope model card)"))
+# ModelScope's StructBERT sentiment classifiers (damo/nlp_structbert_sentiment-classification_chinese-tiny,
+# -base, -large; labels 0/1 = 负面/正面, negative/positive) are this family's real checkpoints
+TEXT_CLASSIFICATION = Family(
+    task="text-classification", summary="single-text classifier (e.g. sentiment): every label's probability",
+    public=(api.TEXT_CLASSIFICATION,), encoders=("text-classification",),
+    exporter="structbert_export.tasks:export_text_classification", checkpoint_env="TEXT_CLASSIFICATION_MODEL_DIR",
+    synthetic_head="classifier", synthetic_labels=("负面", "正面"), client_methods=("text_classify",),
+    workloads=(
+        Workload("text_classification", api.TEXT_CLASSIFICATION.name, "texts",
+                 "the sentiment of one shopping review (text_classification)",
+                 _review, lambda p: {api.TEXT: [p[0]]}, lambda c, p: c.text_classify(p[0]),
+                 _text_classification_baseline),
+    ))
 ZERO_SHOT = Family(
     task="zero-shot", summary="zero-shot classification through an NLI classifier",
     public=(api.ZERO_SHOT_CLASSIFICATION,), encoders=("zero-shot",),
@@ -247,7 +273,8 @@ RERANKING = Family(
         "cross-encoder, one logit (relevance = sigmoid)", 400,
         "modelscope tests/pipelines/test_text_ranking.py; pipelines/nlp/text_ranking_pipeline.py (sigmoid)"))
 
-FAMILIES: dict[str, Family] = {f.task: f for f in (EMBEDDING, ZERO_SHOT, PAIR_CLASSIFICATION, UIE, RERANKING)}
+FAMILIES: dict[str, Family] = {f.task: f for f in (EMBEDDING, ZERO_SHOT, PAIR_CLASSIFICATION, UIE, RERANKING,
+                                                    TEXT_CLASSIFICATION)}
 TASKS = tuple(FAMILIES)
 WORKLOADS: dict[str, Workload] = {w.name: replace(w, task=f.task) for f in FAMILIES.values() for w in f.workloads}
 

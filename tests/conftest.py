@@ -82,6 +82,15 @@ def pair_checkpoint(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def text_classification_checkpoint(tmp_path_factory) -> Path:
+    """A sentiment-like classifier (labels 负面/正面, as ModelScope's StructBERT sentiment checkpoints)."""
+    from structbert_export.synthetic import make_task_checkpoint
+
+    return built_once(tmp_path_factory, "text-cls-tiny",
+                      lambda out: make_task_checkpoint(out, "text-classification", "tiny", seed=19))
+
+
+@pytest.fixture(scope="session")
 def uie_checkpoint(tmp_path_factory) -> Path:
     from structbert_export.synthetic import make_task_checkpoint
 
@@ -114,9 +123,10 @@ def jsonl(name: str, key: str = "text") -> list[str]:
 
 @pytest.fixture(scope="session")
 def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint,
-              rerank_checkpoint) -> Path:
+              rerank_checkpoint, text_classification_checkpoint) -> Path:
     """One repository with every task (FP32 ONNX, embedded flavour) from tiny synthetic checkpoints."""
-    sources = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint)
+    sources = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint,
+                               text_classification_checkpoint)
 
     def build(out: Path) -> None:
         for task, checkpoint in sources.items():
@@ -125,11 +135,12 @@ def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint
     return built_once(tmp_path_factory, "repo-tiny", build)
 
 
-def task_checkpoints(tiny, nli, pair, uie, rerank) -> dict[str, Path]:
+def task_checkpoints(tiny, nli, pair, uie, rerank, text) -> dict[str, Path]:
     """The tiny checkpoint of every task family in the registry (a new family fails here until it has one)."""
     from structbert_triton.families import TASKS
 
-    sources = {"embedding": tiny, "zero-shot": nli, "pair-classification": pair, "uie": uie, "reranking": rerank}
+    sources = {"embedding": tiny, "zero-shot": nli, "pair-classification": pair, "uie": uie, "reranking": rerank,
+               "text-classification": text}
     assert set(sources) == set(TASKS), f"tests/conftest.py has no tiny checkpoint for {set(TASKS) - set(sources)}"
     return sources
 
@@ -140,10 +151,11 @@ NATIVE_VARIANTS = (("cpu", "fp32"), ("cpu", "int8"), ("cuda", "fp32"), ("cuda", 
 
 @pytest.fixture(scope="session")
 def native_repos(tmp_path_factory, cache_root, tiny_checkpoint, nli_checkpoint, pair_checkpoint,
-                 uie_checkpoint, rerank_checkpoint) -> dict[tuple[str, str], Path]:
+                 uie_checkpoint, rerank_checkpoint, text_classification_checkpoint) -> dict[tuple[str, str], Path]:
     """Every task exported natively for each (device, precision), from the tiny checkpoints, with
     ``--intra-op-threads 1`` (tests/export, tests/contract)."""
-    sources = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint)
+    sources = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint,
+                               text_classification_checkpoint)
 
     def build(root: Path) -> None:
         for device, precision in NATIVE_VARIANTS:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 TEXT = "TEXT"
 TEXT_A = "TEXT_A"
 TEXT_B = "TEXT_B"
-LABELS = "LABELS"  # zero-shot: the candidate labels in; pair classification: the label names out
+LABELS = "LABELS"  # zero-shot: the candidate labels in; pair and text classification: the label names out
 HYPOTHESIS_TEMPLATE = "HYPOTHESIS_TEMPLATE"
 MULTI_LABEL = "MULTI_LABEL"
 SCHEMA = "SCHEMA"
@@ -69,6 +69,9 @@ TEXT_EMBEDDING = PublicModel("text_embedding", (_text(TEXT),), (Tensor(EMBEDDING
 SENTENCE_SIMILARITY = PublicModel("sentence_similarity", (_text(TEXT_A), _text(TEXT_B)), (Tensor(SCORE, "FP32"),))
 PAIR_CLASSIFICATION = PublicModel("pair_classification", (_text(TEXT_A), _text(TEXT_B)),
                                   (Tensor(PROBS, "FP32", ("labels",)), Tensor(LABELS, "BYTES", ("labels",))))
+# one text per row (e.g. sentiment): every label's probability and the label names, in logit order
+TEXT_CLASSIFICATION = PublicModel("text_classification", (_text(TEXT),),
+                                  (Tensor(PROBS, "FP32", ("labels",)), Tensor(LABELS, "BYTES", ("labels",))))
 ZERO_SHOT_CLASSIFICATION = PublicModel(
     "zero_shot_classification",
     (_text(TEXT), _text(LABELS), Tensor(HYPOTHESIS_TEMPLATE, "BYTES", optional=True),
@@ -86,4 +89,4 @@ RERANKING = PublicModel(
 
 PUBLIC_MODELS: dict[str, PublicModel] = {m.name: m for m in (
     TEXT_EMBEDDING, SENTENCE_SIMILARITY, PAIR_CLASSIFICATION, ZERO_SHOT_CLASSIFICATION, INFORMATION_EXTRACTION,
-    RERANKING)}
+    RERANKING, TEXT_CLASSIFICATION)}

@@ -204,6 +204,17 @@ class StructBertClient:
                 results.append({_str(label): float(p) for label, p in zip(labels, probs)})
         return results[0] if single else results
 
+    def text_classify(self, texts: str | Sequence[str]) -> dict[str, float] | list[dict[str, float]]:
+        """Label probabilities of each text from the single-text classifier (e.g. sentiment,
+        ``text_classification``): ``{label: prob}`` in the checkpoint's label order."""
+        items, single = _as_list(texts, "texts")
+        results: list[dict[str, float]] = []
+        for s in self._chunks(len(items)):
+            out = self._call(api.TEXT_CLASSIFICATION.name, {api.TEXT: self._texts(items[s])}, [api.PROBS, api.LABELS])
+            for probs, labels in zip(out[api.PROBS], out[api.LABELS]):
+                results.append({_str(label): float(p) for label, p in zip(labels, probs)})
+        return results[0] if single else results
+
     def classify(self, texts: str | Sequence[str], labels: str | Sequence[str], *, multi_label: bool = False,
                  hypothesis_template: str = "{}") -> dict[str, list] | list[dict[str, list]]:
         """Zero-shot classification: ``{"labels": [...], "scores": [...]}`` per text, best label first.

@@ -29,7 +29,8 @@ SPLITS = ("calibration", "validation")
 TEMPLATE = "这篇文章的标题是{}"
 UIE_TYPES = ("人物", "地理位置", "组织机构")
 # one source file per kind of text
-SOURCES = {"embedding": "reviews.jsonl", "pair-classification": "reviews.jsonl", "zero-shot": "reviews.jsonl",
+SOURCES = {"embedding": "reviews.jsonl", "text-classification": "reviews.jsonl", "pair-classification": "reviews.jsonl",
+           "zero-shot": "reviews.jsonl",
            "reranking": "reviews.jsonl", "uie-encoder": "news.jsonl", "uie-cross": "news.jsonl"}
 
 Feeds = dict[str, np.ndarray]
@@ -73,7 +74,7 @@ def _tokenizer(checkpoint: Checkpoint, max_length: int):
 
 
 def _review_rows(family: str, rows: list[dict], tokenizer, rng: random.Random) -> list[Feeds]:
-    if family == "embedding":
+    if family in ("embedding", "text-classification"):  # one review at a time
         encodings = tokenizer.encode_batch([r["text"] for r in rows])
     elif family == "pair-classification":  # alternately a pair from the same category and from another
         pairs = []
@@ -125,7 +126,7 @@ def real_rows(family: str, checkpoint: Checkpoint, split: str, limit: int | None
     rng = random.Random(seed)
     max_length = min(checkpoint.max_seq_length, 512)
     tokenizer = _tokenizer(checkpoint, max_length)
-    if family in ("embedding", "pair-classification", "zero-shot", "reranking"):
+    if family in ("embedding", "text-classification", "pair-classification", "zero-shot", "reranking"):
         feeds = _review_rows(family, rows, tokenizer, rng)
     elif family == "uie-encoder":
         feeds = [row for window, hints in _uie_parts(rows, tokenizer) for row in (window, *hints)]

@@ -141,6 +141,14 @@ PAIR_CLASSIFICATION = EncoderSpec(
     tolerances=_CLASSIFIER_TOLERANCES,
     pair_input=True,
 )
+# Single-text classifiers (e.g. sentiment): the same graph over [CLS] text [SEP].
+TEXT_CLASSIFICATION = EncoderSpec(
+    family="text-classification",
+    triton_name="text_classifier",
+    inputs=TOKEN_INPUTS,
+    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
+    tolerances=_CLASSIFIER_TOLERANCES,
+)
 ZERO_SHOT = EncoderSpec(
     family="zero-shot",
     triton_name="zero_shot_classifier",
@@ -201,7 +209,8 @@ UIE_CROSS = EncoderSpec(
 )
 
 SPECS: dict[str, EncoderSpec] = {
-    spec.family: spec for spec in (EMBEDDING, PAIR_CLASSIFICATION, ZERO_SHOT, RERANKING, UIE_ENCODER, UIE_CROSS)
+    spec.family: spec for spec in (EMBEDDING, PAIR_CLASSIFICATION, TEXT_CLASSIFICATION, ZERO_SHOT, RERANKING,
+                                   UIE_ENCODER, UIE_CROSS)
 }
 # outputs whose argmax is a prediction: validation reports argmax agreement for them
 CLASSIFY_OUTPUTS = ("LOGITS",)

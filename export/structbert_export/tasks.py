@@ -221,6 +221,17 @@ def export_pair_classification(req: ExportRequest, opts: ServingOptions) -> list
     return [spec.triton_name, *public_model(req, checkpoint, api.PAIR_CLASSIFICATION, sizes, opts, params)]
 
 
+def export_text_classification(req: ExportRequest, opts: ServingOptions) -> list[str]:
+    """text_classifier (encoder + pooler + classifier -> LOGITS) + the BLS model text_classification
+    (tokenise one text, classify, softmax -> PROBS, LABELS)."""
+    checkpoint = resolve_checkpoint(req)
+    sizes, names = export_encoder(req, checkpoint, opts)
+    spec = spec_for(req.task)
+    params = PairClassificationParams(**pipeline_params(req, checkpoint, opts, spec, names),  # labels: the same fields
+                                      labels=id2label_list(checkpoint.config.id2label, sizes["labels"]))
+    return [spec.triton_name, *public_model(req, checkpoint, api.TEXT_CLASSIFICATION, sizes, opts, params)]
+
+
 def export_zero_shot(req: ExportRequest, opts: ServingOptions) -> list[str]:
     """zero_shot_classifier (NLI LOGITS) + the BLS model zero_shot_classification."""
     checkpoint = resolve_checkpoint(req)

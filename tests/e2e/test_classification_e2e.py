@@ -67,6 +67,24 @@ def test_pair_classification_matches_pytorch(tiny_client, pair_checkpoint):
     assert isinstance(tiny_client.pair_classify("今天天气很好", "今天天气不错"), dict)
 
 
+def test_text_classification_matches_pytorch_and_ignores_its_batch(tiny_client, text_classification_checkpoint):
+    import torch
+
+    model, tokenizer = load_classifier(text_classification_checkpoint)
+    texts = [*sample_texts(5), sample_texts()[-1]]  # the last over the maximum length: truncated
+    got = tiny_client.text_classify(texts)
+    for text, probs in zip(texts, got):
+        enc = tokenizer(text, truncation=True, max_length=512, return_tensors="pt")
+        with torch.inference_mode():
+            ref = np_softmax(model(**enc).logits[0].numpy())
+        assert list(probs) == ["负面", "正面"]  # the checkpoint's id2label, in logit order
+        assert np.abs(np.array(list(probs.values())) - ref).max() < 1e-4
+    alone = tiny_client.text_classify(texts[0])
+    assert tiny_client.text_classify([texts[0], texts[3], texts[0]])[2] == pytest.approx(alone, abs=1e-6)
+    with pytest.raises(InvalidInputError, match=r"TEXT\[1\] is empty"):
+        tiny_client.text_classify(["好", " "])
+
+
 def test_pairs_of_concurrent_requests_share_encoder_batches(tiny_server, protocol):
     """Concurrent requests meet in one dynamic batch of the public model, which encodes all their
     (text, hypothesis) pairs together in its own stub (embedded flavour: the encoder runs in process)."""

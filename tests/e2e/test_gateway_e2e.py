@@ -124,8 +124,8 @@ def test_tei_similarity_and_predict(http, sdk):
     assert [p["score"] for p in single] == sorted(want.values(), reverse=True)
     batch = http.post("/predict", json={"inputs": [[source, s] for s in sentences]}).json()
     assert len(batch) == 2 and all(len(row) == len(want) for row in batch)
-    refused = http.post("/predict", json={"inputs": source})
-    assert refused.status_code == 422 and "pairs" in refused.json()["error"]
+    refused = http.post("/predict", json={"inputs": [source, sentences[0]], "raw_scores": True})
+    assert refused.status_code == 422 and "raw_scores" in refused.json()["error"]
 
 
 def test_tei_info_and_health(http, tiny_gateway):
@@ -135,7 +135,8 @@ def test_tei_info_and_health(http, tiny_gateway):
     assert info["max_input_length"] == 512 and info["model_dtype"] == "float32"
     assert info["max_client_batch_size"] == 64
     assert set(info["served_models"]) == {"text_embedding", "sentence_similarity", "pair_classification",
-                                          "zero_shot_classification", "information_extraction", "reranking"}
+                                          "zero_shot_classification", "information_extraction", "reranking",
+                                          "text_classification"}
 
 
 # --- Cohere/Jina rerank, and this project's own routes --------------------------------------------

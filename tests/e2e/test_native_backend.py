@@ -63,6 +63,7 @@ def answers(server) -> dict:
             "similarity": np.asarray(client.similarity(texts[:3], texts[3:6])),
             "pair": np.asarray([list(p.values()) for p in (client.pair_classify(a, b) for a, b in
                                                            zip(texts[:3], texts[3:6]))]),
+            "text": np.asarray([list(p.values()) for p in client.text_classify(texts)]),
             "zero_shot": [client.classify(t, ["手机", "水果", "书籍", "酒店"]) for t in texts[:3]],
             "uie": [client.extract(t, UIE_SCHEMA) for t in texts[:3]],
             "rerank": np.asarray([r["score"] for r in sorted(client.rerank(texts[0], texts[1:]),
@@ -75,8 +76,10 @@ def answers(server) -> dict:
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_native_cpu_repository_answers_like_the_embedded_flavour(tmp_path, cache_root, tiny_checkpoint,
                                                                  nli_checkpoint, pair_checkpoint, uie_checkpoint,
-                                                                 rerank_checkpoint, with_ort_backend, precision):
-    checkpoints = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint)
+                                                                 rerank_checkpoint, text_classification_checkpoint,
+                                                                 with_ort_backend, precision):
+    checkpoints = task_checkpoints(tiny_checkpoint, nli_checkpoint, pair_checkpoint, uie_checkpoint, rerank_checkpoint,
+                                   text_classification_checkpoint)
     native = export_all(tmp_path / "native", checkpoints, precision, "native")
     embedded = export_all(tmp_path / "embedded", checkpoints, precision, "embedded")
     encoders = [p.parent.name for p in native.glob("*/config.pbtxt") if "onnxruntime_onnx" in p.read_text()]
@@ -88,7 +91,7 @@ def test_native_cpu_repository_answers_like_the_embedded_flavour(tmp_path, cache
     with embedded_server.EmbeddedServer(embedded) as server:
         want = answers(server)
     tol = TOLERANCE[precision]
-    diffs = {k: float(np.abs(got[k] - want[k]).max()) for k in ("embed", "embed_alone", "similarity", "pair", "rerank")}
+    diffs = {k: float(np.abs(got[k] - want[k]).max()) for k in ("embed", "embed_alone", "similarity", "pair", "text", "rerank")}
     for (g, w) in zip(got["zero_shot"], want["zero_shot"]):
         assert sorted(g["labels"]) == sorted(w["labels"])
         scores = dict(zip(g["labels"], g["scores"]))

@@ -12,7 +12,7 @@ from structbert_serving.params import model_parameters
 from tests import fake_pb_utils as fake
 
 ADAPTERS = ("encoder", "text_embedding", "sentence_similarity", "pair_classification", "zero_shot_classification",
-            "information_extraction", "reranking")
+            "information_extraction", "reranking", "text_classification")
 
 
 def _adapter_of(model_py: str) -> str:

@@ -167,3 +167,109 @@ def test_json_response_is_compact_utf8_and_keeps_every_float():
     back = json.loads(response.body)
     assert back == content and all(a == b for a, b in zip(back["data"][0]["embedding"], vector))
     assert not math.isnan(back["score"])
+
+
+# --- the client-compatibility routes (issue 37) ------------------------------------------------------
+
+def test_cohere_embedding_types_follow_the_documented_encodings():
+    import base64
+
+    import numpy as np
+
+    from structbert_gateway.embedding_types import encode
+
+    v = np.array([[1.0, -1.0, 0.5, -0.25, 0.0, 0.1, -0.1, 0.9, 0.3]], dtype=np.float32)
+    assert encode(v, "int8") == [[127, -127, 64, -32, 0, 13, -13, 114, 38]]
+    assert encode(v, "uint8") == [[255, 0, 191, 96, 128, 140, 115, 242, 166]]
+    bits = [1, 0, 1, 0, 0, 1, 0, 1, 1]  # x > 0, padded with zeros to 16
+    want = [int("".join(map(str, bits[:8])), 2), int(str(bits[8]) + "0000000", 2)]
+    assert encode(v, "ubinary") == [want] and encode(v, "binary") == [[b - 128 for b in want]]
+    assert np.array_equal(np.frombuffer(base64.b64decode(encode(v, "base64")[0]), "<f4"), v[0])
+    assert encode(v, "float") == v.tolist()
+
+
+@pytest.mark.parametrize("inputs,want", [
+    ("好", ("single", ["好"], True)),
+    (["好", "差"], ("pair", [("好", "差")], True)),
+    (["好", "差", "一般"], ("single", ["好", "差", "一般"], False)),  # TEI: a list of other than two strings is a batch
+    ([["好"], ["差"]], ("single", ["好", "差"], False)),
+    ([["好", "差"]], ("pair", [("好", "差")], False)),
+])
+def test_predict_reads_inputs_as_tei_does(inputs, want):
+    from structbert_gateway.routes_tei import predict_rows
+
+    assert predict_rows(inputs) == want
+
+
+def test_each_route_family_answers_errors_in_its_own_shape():
+    with client(StuckBackend()) as c:
+        cohere = c.post("/v2/embed", json={"texts": [], "model": "text_embedding"})
+        assert cohere.status_code == 400 and set(cohere.json()) == {"message"}
+        assert c.post("/v1/embed", json={"texts": ["好"], "model": "embed-english-v3.0"}).status_code == 404
+        assert c.post("/v2/rerank", json={"query": "q", "documents": "not a list"}).json().keys() == {"message"}
+        root = c.post("/models/text_embedding", json={"inputs": "好", "normalize": False})
+        assert root.status_code == 422 and root.json()["error_type"] == "validation"
+        default = c.post("/", json={"inputs": []})
+        assert default.status_code == 422 and "inputs" in default.json()["error"]
+        missing = c.get("/v1/models/gpt-4")
+        assert missing.status_code == 404 and missing.json()["error"]["code"] == "model_not_found"
+        assert c.get("/v1/models/reranking").json() == {"id": "reranking", "object": "model", "created": 0,
+                                                        "owned_by": "structbert-triton"}
+
+
+def test_model_roots_and_default_model():
+    from structbert_gateway.routes_models import default_model
+
+    served = {api.TEXT_CLASSIFICATION.name, api.RERANKING.name}
+    paths = set(create_app(GatewayOptions(), served).openapi()["paths"])
+    assert {"/models/text_classification", "/models/reranking", "/models/reranking/health",
+            "/models/reranking/info", "/predict", "/rerank", "/v2/rerank"} <= paths
+    assert not paths & {"/", "/models/text_embedding", "/v1/embed", "/v2/embed"}  # no embedding model, no default
+    with_default = create_app(GatewayOptions(default_model="text_classification"), served).openapi()["paths"]
+    assert "/" in with_default
+    assert default_model(set(api.PUBLIC_MODELS), None) == "text_embedding"
+    with pytest.raises(ValueError, match="does not serve"):
+        default_model(served, "text_embedding")
+
+
+def test_model_health_probes_need_no_key_and_ask_for_that_model():
+    seen = []
+
+    class Backend(StuckBackend):
+        async def is_ready(self, models, cache_s=0.5):
+            seen.append(list(models))
+            return models == ["reranking"]
+
+    with client(Backend(), api_key="s3cret") as c:
+        assert c.get("/models/reranking/health").status_code == 200
+        assert c.get("/models/text_embedding/health").status_code == 503
+        assert c.get("/models/reranking/info").status_code == 401
+    assert seen == [["reranking"], ["text_embedding"]]
+
+
+def test_docs_and_playground_load_nothing_from_outside():
+    import re
+
+    with client(StuckBackend(), api_key="s3cret") as c:  # the pages need no key
+        for page in ("/docs", "/redoc", "/playground"):
+            html = c.get(page)
+            assert html.status_code == 200 and "text/html" in html.headers["content-type"], page
+            urls = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+            assert urls and all(u.startswith("/") for u in urls), (page, urls)
+            for url in urls:
+                if url.startswith("/static/"):
+                    assert c.get(url).status_code == 200, url
+        assert "/docs" not in c.get("/openapi.json").json()["paths"]
+
+
+def test_without_fastapi_offline_the_docs_say_what_is_missing_and_the_api_works(monkeypatch):
+    """The container's gateway packages are pinned apart (container_release.json): a gateway without
+    the docs' asset package must still start and serve every route."""
+    from structbert_gateway import routes_docs
+
+    monkeypatch.setattr(routes_docs, "docs_assets", lambda: None)
+    with client(StuckBackend()) as c:
+        docs = c.get("/docs")
+        assert docs.status_code == 503 and "fastapi-offline" in docs.text
+        assert c.get("/playground").status_code == 200
+        assert c.get("/v1/models").status_code == 200
