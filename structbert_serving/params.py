@@ -166,7 +166,7 @@ class EncoderModelParams(Params):
 
 @dataclass(frozen=True, kw_only=True)
 class PipelineParams(Params):
-    """``bls.TokenPipeline`` models (text_embedding, sentence_similarity, and the ones below)."""
+    """``pipelines.TokenPipeline`` models (text_embedding, sentence_similarity, and the ones below)."""
 
     max_length: int = DEFAULT_MAX_LENGTH
     overlength: str = "truncate"

@@ -43,8 +43,6 @@ from pathlib import Path
 
 import numpy as np
 
-from structbert_client import api
-
 from .bench import machine_info
 from .measure import CpuSteal, RssSampler, process_tree, rss_bytes, summarise
 from .workloads import WORKLOADS
@@ -80,19 +78,20 @@ def payload_rows(model: str, n: int | None = None) -> list[dict[str, str]]:
 
 
 class InProcess:
-    """The public model's work without the server: its tokenizer (settings from its config), the
-    encoder artifact run by ``RaggedEncoder`` with the same runtime settings, and its post-processing."""
+    """The public model's work without the server: its own pipeline class
+    (``structbert_serving.pipelines``, settings from its config) over the encoder artifact run by
+    ``RaggedEncoder`` with the same runtime settings. Called with one dynamic batch of requests (dicts
+    of strings), it answers each with its outputs by name."""
 
     def __init__(self, repo: Path, model: str, device: str = "cpu"):
         from structbert_export import pbtxt
-        from structbert_serving.encoder import TOKEN_NAMES, encoder_from_params, token_input_specs, warm_up
-        from structbert_serving.params import EncoderModelParams, PipelineParams, ZeroShotParams
-        from structbert_serving.tokenization import TextTokenizer
+        from structbert_serving.encoder import encoder_from_params, token_input_specs, warm_up
+        from structbert_serving.params import EncoderModelParams
+        from structbert_serving.pipelines import PIPELINES, LocalRunner
 
         config = pbtxt.parse((repo / model / "config.pbtxt").read_text())
-        params = {k: v.string_value for k, v in config.parameters.items()}
-        kind = ZeroShotParams if model == api.ZERO_SHOT_CLASSIFICATION.name else PipelineParams
-        settings = kind.parse(params, model=model, strict=False)  # strict=False: a subclass's keys too
+        kind = PIPELINES[model]
+        settings = kind.params_type.parse({k: v.string_value for k, v in config.parameters.items()}, model=model)
         if settings.encoder_in_process:  # runs in the public model: its own copy of the settings
             runtime, path, rows = settings.encoder, repo / settings.encoder_artifact, settings.encoder_max_batch_size
         else:  # BLS: the encoder model's settings
@@ -101,39 +100,21 @@ class InProcess:
                                            model=settings.encoder_model)
             runtime, rows = enc.runtime, enc_config.max_batch_size
             path = repo / settings.encoder_model / "1" / enc.artifact
-        self.output = api.EMBEDDING if model in (api.TEXT_EMBEDDING.name, api.SENTENCE_SIMILARITY.name) else "LOGITS"
-        self.encoder = encoder_from_params(path, input_names=list(TOKEN_NAMES), output_names=[self.output],
-                                           runtime=runtime, max_rows=rows, cpu_instance=device == "cpu")
-        warm_up(self.encoder, token_input_specs(TOKEN_NAMES))
-        self.tokenizer = TextTokenizer(
-            repo / model / "1" / "tokenizer.json", max_length=settings.max_length,
-            overlength=settings.overlength, pair_truncation=settings.pair_truncation)
-        self.model = model
-        self.entailment = getattr(settings, "entailment_index", 0)
-        self.contradiction = getattr(settings, "contradiction_index", 2)
+        inputs = list(settings.encoder_inputs)
+        encoder = encoder_from_params(path, input_names=inputs, output_names=[kind.encoder_output],
+                                      runtime=runtime, max_rows=rows, cpu_instance=device == "cpu")
+        warm_up(encoder, token_input_specs(inputs))
+        self.pipeline = kind(settings, repo / model / "1" / "tokenizer.json", LocalRunner(encoder, kind.encoder_output))
 
-    def __call__(self, batch: list[dict[str, str]]) -> list:
+    def __call__(self, batch: list[dict[str, str]]) -> list[dict[str, np.ndarray]]:
         """One dynamic batch of requests: tokenise all, encode all, post-process per request."""
-        from structbert_serving import similarity, zero_shot
+        from structbert_serving.pipelines import mapping_inputs
 
-        if self.model == "zero_shot_classification":
-            labels = [zero_shot.parse_labels(r[api.LABELS]) for r in batch]
-            groups = [[(r[api.TEXT], h) for h in zero_shot.hypotheses(lab, zero_shot.DEFAULT_TEMPLATE)]
-                      for r, lab in zip(batch, labels)]
-        elif self.model == "sentence_similarity":
-            groups = [g for r in batch for g in ([r[api.TEXT_A]], [r[api.TEXT_B]])]
-        else:
-            groups = [[r[api.TEXT]] for r in batch]
-        encoded = self.tokenizer.encode_many(groups)
-        feeds = [{"INPUT_IDS": b.input_ids, "ATTENTION_MASK": b.attention_mask, "TOKEN_TYPE_IDS": b.token_type_ids}
-                 for b in encoded]
-        outs = [r[self.output] for r in self.encoder.run(feeds)]
-        if self.model == "sentence_similarity":
-            return [similarity.cosine(outs[2 * i], outs[2 * i + 1]) for i in range(len(batch))]
-        if self.model == "zero_shot_classification":
-            idx = zero_shot.NliIndices(self.entailment, self.contradiction)
-            return [zero_shot.score(o, lab, multi_label=False, indices=idx) for o, lab in zip(outs, labels)]
-        return outs
+        answers = self.pipeline([mapping_inputs(row) for row in batch])
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return [answer.outputs for answer in answers]
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -320,14 +301,18 @@ def paired_one_client(url: str, ref: InProcess, rows: list[dict], model: str, se
     return result
 
 
-def answers_agree(model: str, served: dict[str, np.ndarray], local: object, tol: float = 1e-4) -> bool:
+def answers_agree(model: str, served: dict[str, np.ndarray], local: dict[str, np.ndarray], tol: float = 1e-4) -> bool:
     """Whether a served answer (outputs by name, one request) is the in-process one (``InProcess``'s
-    result for the same request): the lean client must be measuring real answers."""
-    if model == api.ZERO_SHOT_CLASSIFICATION.name:
-        got = json.loads(served[api.RESULT].ravel()[0])
-        return got["labels"] == local["labels"] and bool(np.allclose(got["scores"], local["scores"], atol=tol))
-    (array,) = served.values()
-    return bool(np.allclose(np.ravel(array), np.ravel(local), atol=tol))
+    outputs for the same request): the lean client must be measuring real answers."""
+    for name, want in local.items():
+        got = served[name]
+        if want.dtype == object:  # JSON (zero-shot's RESULT)
+            got, want = json.loads(np.ravel(got)[0]), json.loads(np.ravel(want)[0])
+            if got["labels"] != want["labels"] or not np.allclose(got["scores"], want["scores"], atol=tol):
+                return False
+        elif not np.allclose(np.ravel(got), np.ravel(want), atol=tol):
+            return False
+    return True
 
 
 def model_stats(http_url: str, model: str) -> tuple[int, int]:

@@ -14,7 +14,7 @@ import json
 import numpy as np
 
 from structbert_client import api
-from structbert_serving import bls, triton_io, uie
+from structbert_serving import triton_io, uie
 from structbert_serving.params import UieParams
 from structbert_serving.texts import check_texts, decode_texts
 
@@ -42,7 +42,7 @@ class TritonPythonModel:
 
     async def _call(self, model: str, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         wanted = ["HIDDEN"] if model == self.encoder else ["HEAD_LOGITS", "TAIL_LOGITS"]
-        return await bls.infer_rows(model, feeds, wanted, names=self.names, max_rows=self.max_rows)
+        return await triton_io.infer_rows(model, feeds, wanted, names=self.names, max_rows=self.max_rows)
 
     def _tokenise(self, parsed: list[list[uie.Extraction]]) -> list:
         """Each request's texts, tokenised with offsets (a text over the limit fails its request)."""

@@ -3,18 +3,14 @@ the two texts' embeddings.
 
 Both columns of every request in the dynamic batch are tokenised together (each text on its own,
 ``[CLS] text [SEP]``) and embedded in one pass through ``embedding_encoder``.
+
+The adapter only: the pipeline is ``structbert_serving.pipelines.SentenceSimilarity``.
 """
 
 from __future__ import annotations
 
-from structbert_client import api
-from structbert_serving.bls import TokenPipeline
-from structbert_serving.similarity import cosine
+from structbert_serving import pipelines, triton_io
 
 
-class TritonPythonModel(TokenPipeline):
-    columns = (api.TEXT_A, api.TEXT_B)
-
-    def finish(self, outputs, context):
-        embeddings_a, embeddings_b = outputs
-        return {api.SCORE: cosine(embeddings_a, embeddings_b)[:, None]}
+class TritonPythonModel(triton_io.PipelineModel):
+    pipeline_type = pipelines.SentenceSimilarity

@@ -2,16 +2,14 @@
 
 Tokenises every text of the dynamic batch in one call and sends the rows to ``embedding_encoder``
 (mean pooling and L2 normalisation are in its graph); a bounded queue refuses overload here.
+
+The adapter only: the pipeline is ``structbert_serving.pipelines.TextEmbedding``.
 """
 
 from __future__ import annotations
 
-from structbert_client import api
-from structbert_serving.bls import TokenPipeline
+from structbert_serving import pipelines, triton_io
 
 
-class TritonPythonModel(TokenPipeline):
-    columns = (api.TEXT,)
-
-    def finish(self, outputs, context):
-        return {api.EMBEDDING: outputs[0]}
+class TritonPythonModel(triton_io.PipelineModel):
+    pipeline_type = pipelines.TextEmbedding

@@ -151,7 +151,7 @@ def test_bls_takes_its_encoder_outputs_in_cpu_memory(pb, tmp_path, tiny_checkpoi
 
 def test_bls_copes_with_a_gpu_tensor_it_did_not_ask_for(pb, monkeypatch):
     """Should a backend answer in GPU memory anyway, the BLS helper takes the tensor through DLPack."""
-    from structbert_serving import bls
+    from structbert_serving import triton_io as bls
 
     monkeypatch.setattr(fake.InferenceRequest, "__init__", _ignore_preferred_memory)
     fake.MODELS["enc"] = lambda feeds: {"OUT": feeds["X"] * 2}

@@ -139,13 +139,18 @@ def test_lean_client_answers_are_checked_against_the_in_process_ones():
     from structbert_bench.overhead import answers_agree
 
     emb = np.linspace(-1, 1, 8, dtype=np.float32).reshape(1, 8)
-    assert answers_agree("text_embedding", {"EMBEDDING": emb}, emb + 1e-6)
-    assert not answers_agree("text_embedding", {"EMBEDDING": emb}, -emb)
-    assert answers_agree("sentence_similarity", {"SCORE": np.array([[0.5]], np.float32)}, np.array([0.50001]))
-    ranked = {"labels": ["书籍", "酒店"], "scores": [0.7, 0.3]}
-    served = {"RESULT": np.array([[json.dumps(ranked, ensure_ascii=False).encode()]], dtype=object)}
-    assert answers_agree("zero_shot_classification", served, ranked)
-    assert not answers_agree("zero_shot_classification", served, {"labels": ["酒店", "书籍"], "scores": [0.7, 0.3]})
+    assert answers_agree("text_embedding", {"EMBEDDING": emb}, {"EMBEDDING": emb + 1e-6})
+    assert not answers_agree("text_embedding", {"EMBEDDING": emb}, {"EMBEDDING": -emb})
+    assert answers_agree("sentence_similarity", {"SCORE": np.array([[0.5]], np.float32)},
+                         {"SCORE": np.array([[0.50001]])})
+
+    def result(ranked):
+        return {"RESULT": np.array([[json.dumps(ranked, ensure_ascii=False).encode()]], dtype=object)}
+
+    served = result({"labels": ["书籍", "酒店"], "scores": [0.7, 0.3]})
+    assert answers_agree("zero_shot_classification", served, result({"labels": ["书籍", "酒店"], "scores": [0.7, 0.3]}))
+    assert not answers_agree("zero_shot_classification", served,
+                             result({"labels": ["酒店", "书籍"], "scores": [0.7, 0.3]}))
 
 
 def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
@@ -181,18 +186,6 @@ def test_gateway_client_reconnects_when_the_server_closed_an_idle_connection():
             assert call(("你好",))["data"][0]["embedding"] == [1.0]
     finally:
         server.shutdown()
-
-
-def test_int8_speed_serves_prebuilt_repositories_fp32_first():
-    from structbert_bench.int8_speed import parse_repos
-
-    assert parse_repos([]) == {}
-    repos = parse_repos(["int8=build/b", "int8_before=build/c", "fp32=build/a"])
-    assert list(repos) == ["fp32", "int8", "int8_before"] and repos["fp32"] == Path("build/a")
-    with pytest.raises(SystemExit, match="NAME=PATH"):
-        parse_repos(["build/a"])
-    with pytest.raises(SystemExit, match="fp32 and an int8"):
-        parse_repos(["int8=build/b"])
 
 
 def _request(text: str, sent_ms: float, answered_ms: float) -> dict:
