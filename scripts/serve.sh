@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up a fresh clone, export every pipeline into model_repository/, and serve it with the
 # embedded tritonserver (HTTP :8000, gRPC :8001, metrics :8002) and the HTTP gateway (:8080) until Ctrl-C.
-#   Each task family of the registry (`structbert-triton tasks`: structbert_triton/families.py)
+#   Each task family of the registry (`structbert-triton tasks`: structbert_registry/families.py)
 #   serves, in order (`structbert-triton prepare`, one line per family says which and why):
 #     its variable -- EMBEDDING_MODEL_DIR (or MODEL_DIR) / ZERO_SHOT_MODEL_DIR / PAIR_MODEL_DIR /
 #       UIE_MODEL_DIR / RERANK_MODEL_DIR ...: a local checkpoint directory or a hub id owner/name[@revision];

@@ -18,7 +18,6 @@ import asyncio
 import itertools
 import json
 import logging
-import struct
 import time
 from collections.abc import Sequence
 
@@ -27,6 +26,7 @@ import numpy as np
 from structbert_client import api
 
 from .errors import ApiError, from_triton
+from .wire import from_raw, raw_contents
 
 log = logging.getLogger(__name__)
 
@@ -48,28 +48,6 @@ def texts_array(texts: Sequence[str], field: str, offset: int = 0) -> np.ndarray
             raise ApiError("invalid", f"{field}[{i + offset}] is not valid Unicode ({exc.reason} at offset "
                                       f"{exc.start}); send UTF-8 text", param=field) from None
     return np.array(rows, dtype=object).reshape(len(rows), 1)
-
-
-_DATATYPES = {"bool": "BOOL", "float32": "FP32"}
-_NUMPY = {"FP32": np.float32, "BOOL": np.bool_, "INT64": np.int64, "INT32": np.int32, "FP16": np.float16}
-
-
-def raw_contents(array: np.ndarray) -> tuple[str, bytes]:
-    """(Triton datatype, raw little-endian contents); BYTES rows are length-prefixed (uint32)."""
-    if array.dtype == object:
-        return "BYTES", b"".join(struct.pack("<I", len(item)) + item for item in array.reshape(-1))
-    return _DATATYPES[str(array.dtype)], np.ascontiguousarray(array).tobytes()
-
-
-def from_raw(datatype: str, shape: Sequence[int], raw: bytes) -> np.ndarray:
-    if datatype == "BYTES":
-        items, offset = [], 0
-        while offset < len(raw):
-            (n,) = struct.unpack_from("<I", raw, offset)
-            items.append(raw[offset + 4: offset + 4 + n])
-            offset += 4 + n
-        return np.array(items, dtype=object).reshape(shape)
-    return np.frombuffer(raw, dtype=_NUMPY[datatype]).reshape(shape)
 
 
 def _str(value) -> str:

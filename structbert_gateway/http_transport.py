@@ -4,7 +4,7 @@ pool): no client threads, outputs in Triton's binary tensor extension (exact flo
 An alternative to gRPC (``--triton-protocol http``): measured here in isolation, a call through
 ``grpc.aio`` costs about 1.0 ms of CPU and this one 0.3 ms, with a p50 0.6-1.2 ms lower (grpc's
 completion-queue thread hands every answer to the event loop; on a busy 2-core machine that hand-off
-is what costs). ``python -m structbert_bench.gateway_cost`` measures the whole gateway both ways.
+is what costs).
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from structbert_client.datatypes import datatype_of
+
 from .errors import ApiError
+from .wire import from_raw
 
 _HEADER_LENGTH = "inference-header-content-length"
 _STATUS_CODES = {400: "StatusCode.INVALID_ARGUMENT", 404: "StatusCode.NOT_FOUND", 429: "StatusCode.UNAVAILABLE",
@@ -67,11 +70,9 @@ class HttpTransport:
             conn[1].close()
 
     async def infer(self, model: str, inputs: dict[str, np.ndarray], outputs: Sequence[str]) -> dict[str, np.ndarray]:
-        from .backend import from_raw
-
         body = json.dumps({
             "inputs": [{"name": n, "shape": list(a.shape), "data": _json_value(a),
-                        "datatype": "BYTES" if a.dtype == object else {"bool": "BOOL", "float32": "FP32"}[str(a.dtype)]}
+                        "datatype": datatype_of(a)}
                        for n, a in inputs.items()],
             "outputs": [{"name": n, "parameters": {"binary_data": True}} for n in outputs]},
             ensure_ascii=False).encode()

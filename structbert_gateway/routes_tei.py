@@ -33,7 +33,7 @@ DTYPES = {"fp32": "float32", "fp16": "float16", "int8": "int8"}
 def source_of(model: str) -> tuple[str, str]:
     """(task family, its first encoder's Triton name) behind a public model, from the registry."""
     from structbert_export.specs import spec_for
-    from structbert_triton.families import family_of_model
+    from structbert_registry.families import family_of_model
 
     try:
         family = family_of_model(model)

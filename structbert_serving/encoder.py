@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from structbert_client.datatypes import numpy_of_config
+
 from .batching import gather_padded, plan_chunks
 from .errors import InputError
 from .params import DEFAULT_MAX_BATCH_TOKENS, TOKEN_NAMES, RuntimeParams
@@ -103,7 +105,6 @@ class RaggedEncoder:
 
 
 DEFAULT_WARMUP_SHAPES = ((1, 16), (4, 64), (16, 128))  # (rows, sequence length)
-_NUMPY = {"TYPE_INT64": np.int64, "TYPE_INT32": np.int32, "TYPE_FP32": np.float32, "TYPE_FP16": np.float16}
 
 
 def warmup_feeds(inputs: Sequence[dict], rows: int, length: int) -> dict[str, np.ndarray]:
@@ -113,7 +114,7 @@ def warmup_feeds(inputs: Sequence[dict], rows: int, length: int) -> dict[str, np
     feeds = {}
     for spec in inputs:
         dims = [length if int(d) < 0 else int(d) for d in spec["dims"]]
-        dtype = _NUMPY[spec["data_type"]]
+        dtype = numpy_of_config(spec["data_type"])
         feeds[spec["name"]] = np.full([rows, *dims], 0 if np.issubdtype(dtype, np.floating) else 1, dtype=dtype)
     return feeds
 

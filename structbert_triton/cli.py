@@ -22,7 +22,7 @@ from structbert_export.choices import (
     TASKS,
 )
 from structbert_export.repository import GPU_BATCH_TOKENS, ServingOptions
-from structbert_triton.families import WORKLOADS
+from structbert_registry.families import WORKLOADS
 
 log = logging.getLogger("structbert_triton")
 
@@ -94,7 +94,7 @@ def _tasks_parser(sub) -> None:
 
 
 def cmd_tasks(args) -> int:
-    from structbert_triton.families import FAMILIES
+    from structbert_registry.families import FAMILIES
 
     for family in FAMILIES.values():
         hub = family.checkpoint

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata, resources
 from pathlib import Path
 
-from structbert_triton.families import FAMILIES, Family
+from structbert_registry.families import FAMILIES, Family
 
 log = logging.getLogger(__name__)
 

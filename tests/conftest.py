@@ -137,7 +137,7 @@ def tiny_repo(tmp_path_factory, tiny_checkpoint, nli_checkpoint, pair_checkpoint
 
 def task_checkpoints(tiny, nli, pair, uie, rerank, text) -> dict[str, Path]:
     """The tiny checkpoint of every task family in the registry (a new family fails here until it has one)."""
-    from structbert_triton.families import TASKS
+    from structbert_registry.families import TASKS
 
     sources = {"embedding": tiny, "zero-shot": nli, "pair-classification": pair, "uie": uie, "reranking": rerank,
                "text-classification": text}
@@ -185,6 +185,14 @@ def make_client(server, protocol: str, **kwargs):
 
     url = server.grpc_url if protocol == "grpc" else server.http_url
     return StructBertClient(url, protocol=protocol, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def sdk(tiny_server):
+    """A gRPC SDK client of the tiny server, one per test module."""
+    client = make_client(tiny_server, "grpc")
+    yield client
+    client.close()
 
 
 @pytest.fixture

@@ -1,10 +1,10 @@
-"""The PyTorch references the end-to-end tests compare against. They live in the benchmark
-package (they are also the eager one-request-at-a-time baseline users run today), written from
-pipelines.md independently of the export and serving code."""
+"""The PyTorch references the end-to-end tests compare against. They live in
+``structbert_export.reference`` (they are also the bench's eager one-request-at-a-time baseline),
+written from pipelines.md independently of the export and serving code."""
 
 from __future__ import annotations
 
-from structbert_bench.baseline import (  # noqa: F401
+from structbert_export.reference import (  # noqa: F401
     SiameseUieReference,
     load_classifier,
     load_reference,

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import api
+from .datatypes import datatype_of
 from .errors import InvalidInputError, ServerUnavailableError, translate
 
 log = logging.getLogger(__name__)
@@ -127,8 +128,7 @@ class StructBertClient:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _input(self, name: str, array: np.ndarray):
-        datatype = "BYTES" if array.dtype == object else {"float32": "FP32", "bool": "BOOL", "int32": "INT32"}[str(array.dtype)]
-        tensor = self._triton.InferInput(name, list(array.shape), datatype)
+        tensor = self._triton.InferInput(name, list(array.shape), datatype_of(array))
         tensor.set_data_from_numpy(array)
         return tensor
 

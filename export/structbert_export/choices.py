@@ -3,7 +3,7 @@ builds its argument parser from them)."""
 
 from __future__ import annotations
 
-from structbert_triton.families import TASKS  # the task-family registry
+from structbert_registry.families import TASKS  # the task-family registry
 
 __all__ = ["ATTENTIONS", "DEVICES", "FLAVOURS", "FORMATS", "OVERLENGTH", "PRECISIONS", "SYNTHETIC_SIZES", "TASKS"]
 

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from google.protobuf import json_format, text_format
 from tritonclient.grpc import model_config_pb2
 
-TRITON_DTYPES = {"int64": "TYPE_INT64", "float32": "TYPE_FP32", "bytes": "TYPE_STRING", "bool": "TYPE_BOOL",
-                 "int32": "TYPE_INT32", "float16": "TYPE_FP16"}
+from structbert_client.datatypes import NUMPY, config_type
+
+# numpy dtype name ("bytes" for BYTES) -> config.pbtxt data_type, from the one table (structbert_client.datatypes)
+TRITON_DTYPES = {("bytes" if k == "BYTES" else np.dtype(v).name): config_type(k) for k, v in NUMPY.items()}
 
 
 def tensor(name: str, dtype: str, dims: list[int], **extra) -> dict:
-    return {"name": name, "data_type": TRITON_DTYPES[dtype], "dims": dims, **extra}
+    """A config tensor; ``dtype`` is a numpy dtype name (``float32``, ``bytes``) or a wire datatype (``FP32``)."""
+    data_type = config_type(dtype) if dtype in NUMPY else TRITON_DTYPES[dtype]
+    return {"name": name, "data_type": data_type, "dims": dims, **extra}
 
 
 def parameters(values: dict[str, object]) -> dict:

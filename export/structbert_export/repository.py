@@ -188,7 +188,7 @@ def runs_in_public_model(spec: EncoderSpec, opts: ServingOptions) -> bool:
     """Embedded flavour: do the family's public models run this encoder's artifact themselves?
     Not on a GPU: every process that touches CUDA holds its own context (0.5-0.6 GB) and its own
     device copy of the weights, so there the public models call the one encoder model (BLS)."""
-    from structbert_triton.families import family_of_encoder
+    from structbert_registry.families import family_of_encoder
 
     return (opts.flavour == "embedded" and opts.encoder_in_process and opts.device != "cuda"
             and family_of_encoder(spec.family).in_process)
@@ -214,11 +214,8 @@ def public_tensors(model: api.PublicModel, sizes: dict[str, int] | None = None) 
         extra = {"optional": True} if t.optional else {}
         if t.ragged:
             extra["allow_ragged_batch"] = True
-        return pbtxt.tensor(t.name, PBTXT_DTYPES[t.datatype], dims, **extra)
+        return pbtxt.tensor(t.name, t.datatype, dims, **extra)
     return [render(t) for t in model.input_tensors], [render(t) for t in model.output_tensors]
-
-
-PBTXT_DTYPES = {"BYTES": "bytes", "BOOL": "bool", "FP32": "float32", "INT32": "int32"}
 
 
 def python_model(out: Path, name: str, *, inputs: list[dict], outputs: list[dict],

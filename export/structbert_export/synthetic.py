@@ -134,7 +134,7 @@ def make_classifier_checkpoint(out: str | Path, labels: list[str] | tuple[str, .
 def make_task_checkpoint(out: str | Path, task: str, size: str = "tiny", *, seed: int = 0) -> Path:
     """A synthetic checkpoint in the layout the task's real checkpoint has (the family's
     ``synthetic_head`` and ``synthetic_labels`` in the registry)."""
-    from structbert_triton.families import FAMILIES
+    from structbert_registry.families import FAMILIES
 
     family = FAMILIES.get(task)
     if family is not None and family.synthetic_head == "uie":

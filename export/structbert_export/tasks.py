@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from structbert_client import api
+from structbert_registry.families import FAMILIES
 from structbert_serving.classification import id2label_list
 from structbert_serving.params import (
     PairClassificationParams,
@@ -21,7 +22,6 @@ from structbert_serving.params import (
 )
 from structbert_serving.reranking import MAX_PASSAGES, relevance_index
 from structbert_serving.zero_shot import NliIndices
-from structbert_triton.families import FAMILIES
 
 from . import pbtxt
 from .artifacts import export_artifact

@@ -36,7 +36,7 @@ log = logging.getLogger("structbert_bench")
 def encoder_of_task(task: str) -> str:
     """The family's first encoder model (its export.json names the checkpoint), from the registry."""
     from structbert_export.specs import spec_for
-    from structbert_triton.families import FAMILIES
+    from structbert_registry.families import FAMILIES
 
     return spec_for(FAMILIES[task].encoders[0]).triton_name
 

@@ -12,8 +12,7 @@ import socket
 
 import numpy as np
 
-_DTYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
-           "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
+from structbert_client.datatypes import NUMPY as _DTYPES
 
 
 class LeanHttpError(RuntimeError):

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from structbert_client import api
-from structbert_triton.families import CATEGORIES, NER_SCHEMA, WORKLOADS, Corpus, Workload, family_of_model
+from structbert_registry.families import CATEGORIES, NER_SCHEMA, WORKLOADS, Corpus, Workload, family_of_model
 
 __all__ = ["CATEGORIES", "NER_SCHEMA", "WORKLOADS", "Sampler", "Workload", "baseline_call", "client_call", "payloads"]
 

@@ -12,16 +12,9 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import make_client, sample_texts
+from tests.conftest import sample_texts
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def sdk(tiny_server):
-    client = make_client(tiny_server, "grpc")
-    yield client
-    client.close()
 
 
 # --- openai ---------------------------------------------------------------------------------------

@@ -194,23 +194,6 @@ def test_bench_measures_server_and_baseline_in_one_run(tmp_path, tiny_repo):
     assert (out / "throughput.png").is_file() and "× baseline" in report and "× direct gRPC throughput" in report
 
 
-@pytest.mark.slow
-def test_in_process_gpu_measurements_run_on_the_cpu(tmp_path, cache_root):
-    """structbert_bench.gpu (the in-process reference for the GPU) in its CPU smoke mode: every
-    measurement function runs, so the GPU script does not rot between GPU sessions."""
-    out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-m", "structbert_bench.gpu", "--out", str(out), "--work", str(tmp_path / "w"),
-                          "--device", "cpu", "--sizes", "tiny", "--seconds", "0.2"],
-                         capture_output=True, text=True, timeout=600, env={**os.environ, "STRUCTBERT_DATA_DIR": str(DATA)})
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads((out / "gpu_results_eager.json").read_text())
-    assert set(result["pipelines"]) == {"pair_classification_large", "zero_shot_base_10_labels", "uie_base"}
-    for pipeline in result["pipelines"].values():
-        assert all(v["passed"] for v in (pipeline["validation_fp16_vs_fp32"].values()
-                                          if "encoder" in pipeline["validation_fp16_vs_fp32"]
-                                          else [pipeline["validation_fp16_vs_fp32"]]))
-
-
 def test_overhead_one_client_is_judged_on_a_lean_client_interleaved_with_the_same_texts_in_process(
         tiny_server, tiny_repo, tmp_path):
     """Issue 16 measured one client's served p50 with a C load generator. The bench judged it on

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import jsonl, make_client
+from tests.conftest import jsonl
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -35,13 +35,6 @@ def browser():
     driver.set_page_load_timeout(60)
     yield driver
     driver.quit()
-
-
-@pytest.fixture(scope="module")
-def sdk(tiny_server):
-    client = make_client(tiny_server, "grpc")
-    yield client
-    client.close()
 
 
 @pytest.fixture(scope="module")

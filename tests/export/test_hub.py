@@ -98,7 +98,7 @@ def test_a_failing_hub_gives_a_clear_error_fast_and_leaves_no_entry(hub, tmp_pat
 
 
 def test_an_unreachable_hub_is_probed_once_and_each_family_says_what_it_serves(tmp_path, monkeypatch):
-    from structbert_triton.families import FAMILIES
+    from structbert_registry.families import FAMILIES
     from structbert_triton.prepare import choose
 
     monkeypatch.setenv("MODELSCOPE_ENDPOINT", "http://127.0.0.1:9")  # discard port: refused
@@ -119,7 +119,7 @@ def test_an_unreachable_hub_is_probed_once_and_each_family_says_what_it_serves(t
 
 
 def test_the_variable_takes_a_directory_or_a_hub_id_and_never_silently_falls_back(hub, tmp_path, tiny_checkpoint):
-    from structbert_triton.families import FAMILIES
+    from structbert_registry.families import FAMILIES
     from structbert_triton.prepare import PrepareError, choose
 
     family = FAMILIES["embedding"]
@@ -154,8 +154,8 @@ def test_prepare_exports_once_and_reuses_while_nothing_changed(hub, tmp_path, ca
 
 
 def test_every_family_names_a_real_checkpoint_and_tasks_shows_it(capsys):
+    from structbert_registry.families import FAMILIES
     from structbert_triton.cli import main
-    from structbert_triton.families import FAMILIES
 
     assert main(["tasks"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}

@@ -115,7 +115,7 @@ class Family:
 
 
 def _baseline():
-    from structbert_bench import baseline
+    from structbert_export import reference as baseline
 
     return baseline
 
