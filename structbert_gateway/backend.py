@@ -155,23 +155,23 @@ class TritonBackend:
                          ) -> list[float]:
         """Cosine of the two embeddings of each pair (``sentence_similarity``)."""
         model = api.SENTENCE_SIMILARITY
+        parts = await self._pairs(model, texts_a, texts_b, fields)
+        return [float(x) for p in parts for x in p[model.outputs[0]].reshape(-1)]
+
+    async def _pairs(self, model: api.PublicModel, texts_a: Sequence[str], texts_b: Sequence[str],
+                     fields: tuple[str, str]) -> list[dict[str, np.ndarray]]:
+        """A two-column model over its (a, b) rows, in chunks."""
         a, b = model.inputs
-        parts = await self._chunked(
+        return await self._chunked(
             model.name, len(texts_a),
             lambda s: {a: texts_array(texts_a[s], fields[0], s.start), b: texts_array(texts_b[s], fields[1], s.start)},
             model.outputs, {a: fields[0], b: fields[1]})
-        return [float(x) for p in parts for x in p[model.outputs[0]].reshape(-1)]
 
     async def pair_classify(self, texts_a: Sequence[str], texts_b: Sequence[str], fields: tuple[str, str]
                             ) -> list[dict[str, float]]:
         """``{label: probability}`` per pair, in the checkpoint's label order (``pair_classification``)."""
         model = api.PAIR_CLASSIFICATION
-        a, b = model.inputs
-        parts = await self._chunked(
-            model.name, len(texts_a),
-            lambda s: {a: texts_array(texts_a[s], fields[0], s.start), b: texts_array(texts_b[s], fields[1], s.start)},
-            model.outputs, {a: fields[0], b: fields[1]})
-        return _label_probs(model, parts)
+        return _label_probs(model, await self._pairs(model, texts_a, texts_b, fields))
 
     async def text_classify(self, texts: Sequence[str], field: str) -> list[dict[str, float]]:
         """``{label: probability}`` per text, in the checkpoint's label order (``text_classification``)."""

@@ -4,13 +4,4 @@ written from pipelines.md independently of the export and serving code."""
 
 from __future__ import annotations
 
-from structbert_export.reference import (  # noqa: F401
-    SiameseUieReference,
-    load_classifier,
-    load_reference,
-    mean_pooled,
-    np_softmax,
-    pair_logits,
-    rerank_reference,
-    zero_shot_reference,
-)
+from structbert_export.reference import *  # noqa: F403

@@ -132,42 +132,24 @@ _CLASSIFIER_TOLERANCES = {
                       real=RealTextTolerance(mean_cosine=0.99, min_cosine=0.95, min_agreement=0.95, decision_margin=0.1)),
 }
 
-# Sentence-pair classifiers: encoder + pooler (dense+tanh on [CLS]) + classifier -> logits.
-PAIR_CLASSIFICATION = EncoderSpec(
-    family="pair-classification",
-    triton_name="pair_classifier",
-    inputs=TOKEN_INPUTS,
-    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
-    tolerances=_CLASSIFIER_TOLERANCES,
-    pair_input=True,
-)
+
+
+def _classifier(family: str, triton_name: str, *, pair_input: bool = False, **extra) -> EncoderSpec:
+    """A token classifier: encoder + pooler (dense+tanh on [CLS]) + classifier -> logits."""
+    return EncoderSpec(family=family, triton_name=triton_name, inputs=TOKEN_INPUTS,
+                       outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
+                       tolerances=_CLASSIFIER_TOLERANCES, pair_input=pair_input, **extra)
+
+
+# Sentence-pair classifiers: [CLS] a [SEP] b [SEP].
+PAIR_CLASSIFICATION = _classifier("pair-classification", "pair_classifier", pair_input=True)
 # Single-text classifiers (e.g. sentiment): the same graph over [CLS] text [SEP].
-TEXT_CLASSIFICATION = EncoderSpec(
-    family="text-classification",
-    triton_name="text_classifier",
-    inputs=TOKEN_INPUTS,
-    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
-    tolerances=_CLASSIFIER_TOLERANCES,
-)
-ZERO_SHOT = EncoderSpec(
-    family="zero-shot",
-    triton_name="zero_shot_classifier",
-    inputs=TOKEN_INPUTS,
-    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
-    tolerances=_CLASSIFIER_TOLERANCES,
-    pair_input=True,
-    max_batch_size=128,  # a request fans out into one pair per candidate label
-)
-# Cross-encoder rerankers: the same classifier graph (1 logit, or the pair classifier's labels)
-RERANKING = EncoderSpec(
-    family="reranking",
-    triton_name="reranker",
-    inputs=TOKEN_INPUTS,
-    outputs=(TensorSpec("LOGITS", "float32", ("batch", "labels")),),
-    tolerances=_CLASSIFIER_TOLERANCES,
-    pair_input=True,
-    max_batch_size=128,  # a request fans out into one pair per passage
-)
+TEXT_CLASSIFICATION = _classifier("text-classification", "text_classifier")
+# a request fans out into one pair per candidate label
+ZERO_SHOT = _classifier("zero-shot", "zero_shot_classifier", pair_input=True, max_batch_size=128)
+# Cross-encoder rerankers: the same classifier graph (1 logit, or the pair classifier's labels); a
+# request fans out into one pair per passage
+RERANKING = _classifier("reranking", "reranker", pair_input=True, max_batch_size=128)
 
 _HIDDEN_TOLERANCES = {
     "fp32": Tolerance(max_abs_diff=1e-3, min_cosine=0.99999),
