@@ -4,6 +4,7 @@ dies with its parent, and ``start`` waits until it answers HTTP (``/health``: 20
 
 from __future__ import annotations
 
+import http.client
 import logging
 import signal
 import subprocess
@@ -90,7 +91,7 @@ class GatewayProcess:
                 return resp.status
         except urllib.error.HTTPError as exc:
             return exc.code
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError):
             return None
 
     def log_tail(self, lines: int = 30) -> str:

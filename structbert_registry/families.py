@@ -223,7 +223,11 @@ TEXT_CLASSIFICATION = Family(
                  "the sentiment of one shopping review (text_classification)",
                  _review, lambda p: {api.TEXT: [p[0]]}, lambda c, p: c.text_classify(p[0]),
                  _text_classification_baseline),
-    ))
+    ),
+    checkpoint=HubCheckpoint(
+        "damo/nlp_structbert_sentiment-classification_chinese-base", "master",
+        "classifier.* over the pooler, 2 labels (负面, 正面)", 400,
+        "modelscope tests/pipelines/test_sentiment_classification.py"))
 ZERO_SHOT = Family(
     task="zero-shot", summary="zero-shot classification through an NLI classifier",
     public=(api.ZERO_SHOT_CLASSIFICATION,), encoders=("zero-shot",),

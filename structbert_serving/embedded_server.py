@@ -7,6 +7,7 @@ stub runs this Python and finds pytriton's libraries.
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
 import shutil
@@ -187,7 +188,7 @@ class EmbeddedServer:
         try:
             with urllib.request.urlopen(f"http://{self.http_url}/v2/health/ready", timeout=2) as resp:
                 return resp.status == 200
-        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        except (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, OSError):
             return False
 
     def wait_ready(self, timeout_s: float, stop: threading.Event | None = None) -> None:

@@ -56,6 +56,7 @@ def calls(client, data_dir: Path, rng: random.Random) -> dict[str, Callable[[int
         api.TEXT_EMBEDDING.name: lambda n, long: client.embed(pick(n, long)),
         api.SENTENCE_SIMILARITY.name: lambda n, long: client.similarity(pick(n, long), pick(n, long)),
         api.PAIR_CLASSIFICATION.name: lambda n, long: client.pair_classify(pick(n, long), pick(n, long)),
+        api.TEXT_CLASSIFICATION.name: lambda n, long: client.text_classify(pick(n, long)),
         api.ZERO_SHOT_CLASSIFICATION.name: lambda n, long: client.classify(pick(n, long), CATEGORIES),
         api.RERANKING.name: lambda n, long: client.rerank(pick(1, False)[0], pick(n, long)),
         api.INFORMATION_EXTRACTION.name: lambda n, long: client.extract(pick(n, long), NER_SCHEMA),
@@ -63,7 +64,7 @@ def calls(client, data_dir: Path, rng: random.Random) -> dict[str, Callable[[int
 
 
 def served_models(grpc_url: str) -> list[str]:
-    """The public models the server has loaded."""
+    """The public models the server has loaded (a model without a call here fails loudly)."""
     import tritonclient.grpc as grpcclient
 
     with grpcclient.InferenceServerClient(grpc_url) as triton:

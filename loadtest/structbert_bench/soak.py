@@ -2,8 +2,8 @@
 
     python -m structbert_bench.soak --repository model_repository --minutes 10 --users 8 --out build/soak
 
-Memory is the resident size of tritonserver and its Python-backend stubs, sampled every few
-seconds; the slope is a least-squares fit after the first 20% of the run (warm-up). A flat line
+Memory is the resident size (RSS) and the proportional set size (PSS: shared weights counted once,
+``memory.tree_memory``) of tritonserver and its Python-backend stubs, sampled every few seconds; the slope is a least-squares fit after the first 20% of the run (warm-up). A flat line
 (|slope| of a few MB per minute, within the noise of allocator caches) means no leak.
 """
 
@@ -33,7 +33,10 @@ def run_soak(repository: Path, out: Path, *, seconds: float, users: int, sample_
     from structbert_serving.embedded_server import EmbeddedServer
 
     out.mkdir(parents=True, exist_ok=True)
+    from .memory import tree_memory
+
     samples: list[tuple[float, float]] = []
+    pss: list[float] = []
     with EmbeddedServer(repository) as server:
         root = psutil.Process(server.process.pid)
         stop = threading.Event()
@@ -46,6 +49,7 @@ def run_soak(repository: Path, out: Path, *, seconds: float, users: int, sample_
                     with contextlib.suppress(psutil.Error):
                         rss += proc.memory_info().rss
                 samples.append((time.monotonic() - start, rss / 2**20))
+                pss.append(tree_memory(root.pid).pss_mb)
                 stop.wait(sample_s)
 
         sampler = threading.Thread(target=sample, daemon=True)
@@ -81,7 +85,9 @@ def run_soak(repository: Path, out: Path, *, seconds: float, users: int, sample_
               "p50_ms": float(total["50%"]), "p99_ms": float(total["99%"]), "locust_exit_code": run.returncode,
               "server_ready_after": ready, "rss_mb_start": round(float(mb[0]), 1) if len(mb) else None,
               "rss_mb_end": round(float(mb[-1]), 1) if len(mb) else None,
-              "rss_slope_mb_per_min_after_warmup": round(slope, 2), "rss_by_window": windows, "samples": samples}
+              "rss_slope_mb_per_min_after_warmup": round(slope, 2), "rss_by_window": windows,
+              "pss_mb_start": pss[0] if pss else None, "pss_mb_end": pss[-1] if pss else None,
+              "pss_mb_max": max(pss) if pss else None, "samples": samples, "pss_samples": pss}
     (out / "soak.json").write_text(json.dumps(report, indent=2))
     return report
 

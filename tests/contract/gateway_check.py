@@ -40,7 +40,7 @@ def main() -> None:
     result = {"python": "{}.{}".format(*sys.version_info[:2]), "served": sorted(served), "tokenizers": tokenizers,
               "paths": len(document["paths"]), "routes": sorted(document["paths"]),
               "client": asyncio.run(client("127.0.0.1:1")),
-              "versions": {name: version(name) for name in ("fastapi", "uvicorn", "orjson", "prometheus-client",
+              "versions": {name: version(name) for name in ("fastapi", "fastapi-offline", "uvicorn", "orjson", "prometheus-client",
                                                             "tritonclient", "numpy", "tokenizers")}}
     json.dump(result, sys.stdout)
 

@@ -70,6 +70,7 @@ def test_soak_short_variant(tiny_repo, tmp_path):
     report = run_soak(tiny_repo, tmp_path, seconds=6, users=2, sample_s=1.0, data_dir=DATA)
     assert report["failures"] == 0 and report["requests"] > 10 and report["server_ready_after"]
     assert report["rss_mb_end"] > 0 and math.isfinite(report["rss_slope_mb_per_min_after_warmup"])
+    assert 0 < report["pss_mb_end"] <= report["rss_mb_end"]
 
 
 def test_perf_analyzer_runs_with_the_real_text_inputs(tiny_server):

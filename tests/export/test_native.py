@@ -184,3 +184,33 @@ def test_a_swap_that_fails_halfway_puts_the_old_models_back(tmp_path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         swap_in(staging, out, ["a", "b"])
     assert {m: (out / m / "config.pbtxt").read_text() for m in ("a", "b")} == {"a": "old", "b": "old"}
+
+
+def test_native_configs_bound_the_runtimes_activations():
+    """The backend has no prepacking switch; what it can bound: the CPU arena shrinks back after each
+    run (a run option the backend reads), the GPU arena grows by what a run asks."""
+    from structbert_export.native import session_parameters
+
+    cpu = {k: v["string_value"] for k, v in session_parameters(0, device="cpu").items()}
+    assert cpu["enable_mem_arena"] == "true" and cpu["memory.enable_memory_arena_shrinkage"] == "cpu:0"
+    gpu = {k: v["string_value"] for k, v in session_parameters(0, device="cuda").items()}
+    assert gpu["arena_extend_strategy"] == "1" and "memory.enable_memory_arena_shrinkage" not in gpu
+
+
+def test_on_a_gpu_the_pipelines_call_one_encoder_and_it_warms_up_at_its_budget(tmp_path):
+    """Every process that touches CUDA holds a context and a device copy of the weights: with
+    --device cuda the public models do not run the artifact themselves; the encoder's one session
+    warms up at the token budget, so an out-of-memory shows at load."""
+    from structbert_export.repository import ServingOptions, encoder_config, runs_in_public_model
+    from structbert_export.specs import spec_for
+    from structbert_serving.params import EncoderModelParams
+
+    spec = spec_for("embedding")
+    sizes = {"hidden": 32, "max_length": 512, "labels": 2}
+    for device, in_process, budget in (("cuda", False, 512), ("cpu", True, 0)):
+        opts = ServingOptions(device=device)
+        assert runs_in_public_model(spec, opts) is in_process
+        config, _ = encoder_config(spec, sizes, tmp_path / "model.onnx", "fp32", opts)
+        params = EncoderModelParams.parse({k: v["string_value"] for k, v in config["parameters"].items()})
+        assert params.runtime.budget_warmup_length == budget
+        assert not params.runtime.prepack_weights and not params.runtime.memory_arena

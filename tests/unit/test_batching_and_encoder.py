@@ -162,3 +162,15 @@ def test_onnx_sessions_share_their_weights_and_give_back_activations():
         with pytest.raises(RuntimeError, match="disable_prepacking"):  # not set: ORT prepacks
             options.get_session_config_entry("session.disable_prepacking")
         assert options.enable_cpu_mem_arena and default.weights is None
+
+
+def test_warm_up_at_the_budget_runs_the_largest_batch_a_call_can_get():
+    from structbert_serving.encoder import budget_shape, warm_up
+
+    inputs = [{"name": n, "data_type": "TYPE_INT64", "dims": ["-1"]} for n in NAMES]
+    settings = EncoderSettings(max_tokens=256, max_rows=64)
+    assert budget_shape(settings, 64) == (4, 64)  # 4 rows x 64 tokens = the 256-token budget
+    assert budget_shape(EncoderSettings(max_tokens=100, max_rows=64), 512) == (1, 512)  # at least one row
+    runner = FakeRunner()
+    warm_up(RaggedEncoder(runner, NAMES, settings), inputs, shapes=[(1, 16)], budget_length=64)
+    assert runner.widths == [(1, 16), (1, 16), (4, 64)]  # the budget batch once, after the usual shapes

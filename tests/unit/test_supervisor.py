@@ -142,3 +142,28 @@ def test_a_gateway_that_fails_to_start_is_tried_again():
     fast = RestartPolicy(max_restarts=None, backoff_s=0.0, max_backoff_s=0.0)
     supervise(_FakeServer(), policy=RestartPolicy(), stop=stop, poll_s=0.0, gateway=gateway, gateway_policy=fast)
     assert gateway.starts == 3
+
+
+def test_readiness_is_false_when_something_else_answers_on_the_port():
+    """A port taken by another program that answers garbage (seen: an echo of the request line) is
+    not ready; the probe must not raise out of serve's start."""
+    import socket
+    import threading
+
+    from structbert_serving.embedded_server import EmbeddedServer
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def echo():
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(conn.recv(1024).split(b"\r\n")[0] + b"\r\n\r\n")
+
+    threading.Thread(target=echo, daemon=True).start()
+    server = EmbeddedServer("/tmp", http_port=listener.getsockname()[1])
+    try:
+        assert server.is_ready() is False
+    finally:
+        listener.close()
